@@ -1,0 +1,260 @@
+"""Parameter models of the Helios commands (HELIOS.md §5.1) and their runtime-level validation (§3.3).
+
+Typing rules (v1 numbers are doubles, v0 is JSON):
+
+* integers accept ints and integral floats (``3.0`` -> ``3``); ``3.5``, booleans and strings are rejected;
+* numbers accept ints and floats, not booleans or strings;
+* strings must be strings (no coercion);
+* unknown extra keys are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    """Turn an integral float (3.0) into an int; everything else goes to the strict int check unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+StrictInt = Annotated[int, BeforeValidator(_integral_float_to_int), Field(strict=True)]
+StrictNumber = Annotated[float, Field(strict=True)]
+StrictStr = Annotated[str, Field(strict=True)]
+SrScale = Literal["off", "2x", "4x"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UploadReference(_Params):
+    """Reference to a file uploaded via the Reactor upload protocol (HELIOS.md §7)."""
+
+    upload_id: StrictStr = Field(description="Id of the uploaded file.")
+    name: StrictStr = Field(description="File name given by the client.")
+    mime_type: StrictStr = Field(description="MIME type given by the client.")
+    size: StrictInt = Field(description="Size in bytes.")
+
+
+# ------------------------------------------------------------------------------------------ field helpers
+
+_PROMPT_DESC = "Text prompt describing the video."
+_IMAGE_DESC = "Uploaded reference image (PNG, JPEG or WebP); centre-cropped to 5:3 and resized to 640x384."
+
+
+def _prompt() -> Any:
+    return Field(description=_PROMPT_DESC)
+
+
+def _image() -> Any:
+    return Field(description=_IMAGE_DESC)
+
+
+# ------------------------------------------------------------------------------------------ the commands
+
+
+class SetPrompt(_Params):
+    """Set the prompt from the next chunk (chunk 0 before start, the current chunk while paused)."""
+
+    prompt: StrictStr = _prompt()
+
+
+class SchedulePrompt(_Params):
+    """Schedule a prompt to take effect at a given chunk; an entry already at that chunk is replaced."""
+
+    prompt: StrictStr = _prompt()
+    chunk: StrictInt = Field(ge=0, description="Chunk at which the prompt takes effect (not in the past).")
+
+
+class SetImage(_Params):
+    """Set the reference image from the next chunk."""
+
+    image: UploadReference = _image()
+
+
+class SetConditioning(_Params):
+    """Set the prompt and the reference image together, in one transaction."""
+
+    prompt: StrictStr = _prompt()
+    image: UploadReference = _image()
+
+
+class SetImageStrength(_Params):
+    """Set how strongly the reference image anchors the output, from the next chunk."""
+
+    image_strength: StrictNumber = Field(
+        ge=0, le=1, description="Image anchoring strength: 0 = none, 1 = strongest."
+    )
+
+
+class SetSrScale(_Params):
+    """Set the output super-resolution scale for chunks starting after the command."""
+
+    sr_scale: SrScale = Field(description="Output scale: off = 640x384, 2x = 1280x768, 4x = 2560x1536.")
+
+
+class SetSeed(_Params):
+    """Set the seed read at the next start (kept across reset)."""
+
+    seed: StrictInt = Field(ge=-1, description="Random seed; -1 draws a fresh seed at each start.")
+
+
+class Start(_Params):
+    """Start generation; a prompt must be scheduled at chunk 0."""
+
+
+class Pause(_Params):
+    """Pause generation once the chunk in progress has finished."""
+
+
+class Resume(_Params):
+    """Resume a paused generation."""
+
+
+class Reset(_Params):
+    """Stop generation and clear prompts, image, snapshots, settings and counters (the seed is kept)."""
+
+
+class Rewind(_Params):
+    """Return generation to a saved snapshot; the prompt is not restored."""
+
+    snapshot_index: StrictInt = Field(
+        default=-1,
+        description="Snapshot to return to: >= 0 from the oldest, negative from the newest (-1 = newest).",
+    )
+
+
+class SaveSnapshot(_Params):
+    """Save the current chunk boundary in the rewind buffer (50 entries, oldest dropped when full)."""
+
+    label: StrictStr = Field(default="", description="Free-form label stored with the snapshot.")
+
+
+class ListSnapshots(_Params):
+    """List the saved snapshots, oldest first."""
+
+
+class ClearImage(_Params):
+    """Remove the reference image; generation continues text-only (legacy, not advertised)."""
+
+
+COMMANDS: dict[str, type[BaseModel]] = {
+    "set_prompt": SetPrompt,
+    "schedule_prompt": SchedulePrompt,
+    "set_image": SetImage,
+    "set_conditioning": SetConditioning,
+    "set_image_strength": SetImageStrength,
+    "set_sr_scale": SetSrScale,
+    "set_seed": SetSeed,
+    "start": Start,
+    "pause": Pause,
+    "resume": Resume,
+    "reset": Reset,
+    "rewind": Rewind,
+    "save_snapshot": SaveSnapshot,
+    "list_snapshots": ListSnapshots,
+    "clear_image": ClearImage,
+}
+
+ADVERTISED: tuple[str, ...] = tuple(name for name in COMMANDS if name != "clear_image")
+
+DESCRIPTIONS: dict[str, str] = {name: (model.__doc__ or "").strip() for name, model in COMMANDS.items()}
+
+UPLOAD_PARAMS: dict[str, tuple[str, ...]] = {
+    name: tuple(
+        field_name for field_name, info in model.model_fields.items() if info.annotation is UploadReference
+    )
+    for name, model in COMMANDS.items()
+}
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+class CommandRejected(Exception):
+    """A runtime-level rejection, before the model sees the command (HELIOS.md §3.3)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # "invalid_command" | "unresolved_upload" | "internal_error"
+        self.message = message
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    return str(value)
+
+
+def _bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:
+    info = model.model_fields.get(name)
+    lower = upper = None
+    for item in info.metadata if info is not None else ():
+        lower = getattr(item, "ge", lower)
+        upper = getattr(item, "le", upper)
+    return lower, upper
+
+
+def _describe(model: type[BaseModel], error: Mapping[str, Any]) -> str:
+    """One pydantic error in plain words: "<param> <what is wrong> (got <value>)"."""
+    loc = [str(part) for part in error.get("loc", ())]
+    param = ".".join(loc) or "parameters"
+    kind = error.get("type", "")
+    value = error.get("input")
+    got = f" (got {_show(value)})"
+    if kind == "missing":
+        return f"missing required parameter '{param}'"
+    if kind == "int_type":
+        return f"{param} must be an integer{got}"
+    if kind == "float_type":
+        return f"{param} must be a number{got}"
+    if kind == "string_type":
+        return f"{param} must be a string{got}"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{param} must be one of {expected}{got}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{param} must be an upload reference (upload_id, name, mime_type, size){got}"
+    if kind in ("greater_than_equal", "less_than_equal") and len(loc) == 1:
+        lower, upper = _bounds(model, loc[0])
+        if lower is not None and upper is not None:
+            return f"{param} must be between {lower} and {upper}{got}"
+        if lower is not None:
+            return f"{param} must be at least {lower}{got}"
+        return f"{param} must be at most {upper}{got}"
+    return f"{param}: {error.get('msg', 'invalid value')}{got}"
+
+
+def _plain(value: Any) -> Any:
+    """Accept upload references given as dataclasses (e.g. wire UploadRef) as well as dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def validate_command(name: str, params: Mapping[str, Any] | None) -> BaseModel:
+    """Validate a command's parameters; raise CommandRejected("invalid_command", ...) when they fail."""
+    model = COMMANDS.get(name)
+    if model is None:
+        known = ", ".join(COMMANDS)
+        raise CommandRejected("invalid_command", f"unknown command {name!r}; known commands: {known}")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise CommandRejected("invalid_command", f"{name}: parameters must be an object")
+    data = {key: _plain(value) for key, value in params.items()}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        message = f"{name}: " + "; ".join(_describe(model, error) for error in errors[:3])
+        raise CommandRejected("invalid_command", message) from None

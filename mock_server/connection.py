@@ -1,0 +1,160 @@
+"""A registered connection: one client's peer, its data channels, its latched codec and track gating."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCDataChannel
+
+from .record import SessionRecord
+from .transport.peer import PeerTransport
+from .transport.video_track import FrameFeed, HeliosVideoTrack
+from .wire import codec_for_first_frame
+from .wire.common import CONTROL, DATA, Codec, Outbound
+
+log = logging.getLogger("helios_mock.connection")
+
+InboundHandler = Callable[["Connection", str, "str | bytes"], Awaitable[None]]
+
+
+class Connection:
+    """Everything the session knows about one client connection (survives PUT reconnects)."""
+
+    def __init__(
+        self,
+        connection_id: int,
+        *,
+        legacy: bool,
+        codec: Codec,
+        feed: FrameFeed,
+        record: SessionRecord,
+        on_inbound: InboundHandler,
+        on_change: Callable[[Connection], None],
+    ) -> None:
+        self.id = connection_id
+        self.legacy = legacy  # the flat sdp_params route's default connection (JS 2.9.0)
+        self.codec = codec
+        self.codec_latched = False
+        self._feed = feed
+        self._record = record
+        self._on_inbound = on_inbound
+        self._on_change = on_change
+        self.peer: PeerTransport | None = None
+        self.video: HeliosVideoTrack | None = None
+        # RT2 rule: registered connections start with outputs paused until ResumeTrack; legacy ones don't.
+        self.video_paused = not legacy
+        self.channels: dict[str, RTCDataChannel] = {}
+        self.answer_sdp: str | None = None
+        self.answer_error: str | None = None
+        self.last_inbound = time.monotonic()
+        self.ever_ready = False
+        self.greeted = False
+        self.closed = False
+        self._inbox: asyncio.Queue[tuple[str, str | bytes]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def ready(self) -> bool:
+        """Connected, with the data channel open (what the clients call `ready`)."""
+        peer_ok = self.peer is not None and self.peer.connection_state == "connected"
+        data = self.channels.get(DATA)
+        return peer_ok and data is not None and data.readyState == "open" and not self.closed
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.id,
+            "legacy": self.legacy,
+            "codec": self.codec.name,
+            "ready": self.ready,
+            "video_paused": self.video_paused,
+            "frames_sent": self.video.frames_sent if self.video else 0,
+            "frames_skipped": self.video.frames_skipped if self.video else 0,
+        }
+
+    # ------------------------------------------------------------------ signalling
+
+    def new_peer(self) -> PeerTransport:
+        """A fresh peer for an offer (first POST or a PUT reconnect); the old one is closed by the caller."""
+        self.answer_sdp = None
+        self.answer_error = None
+        self.peer = PeerTransport(on_channel=self._channel_opened, on_state=self._peer_state)
+        self.video = HeliosVideoTrack(self._feed, paused=self.video_paused)
+        self.channels = {}
+        self.greeted = False
+        return self.peer
+
+    def _peer_state(self, state: str) -> None:
+        log.info("connection %s: peer %s", self.id, state)
+        self._record.add("event", f"peer {state}", connection_id=self.id)
+        if state == "connected":
+            self.last_inbound = time.monotonic()
+        self._on_change(self)
+
+    def _channel_opened(self, channel: RTCDataChannel) -> None:
+        label = CONTROL if channel.label == CONTROL else DATA
+        self.channels[label] = channel
+        log.info("connection %s: data channel %r open", self.id, channel.label)
+
+        @channel.on("message")
+        def _message(raw: str | bytes) -> None:
+            self._inbox.put_nowait((label, raw))
+
+        @channel.on("close")
+        def _closed() -> None:
+            if self.channels.get(label) is channel:
+                del self.channels[label]
+            self._on_change(self)
+
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._drain())
+        self._on_change(self)
+
+    async def _drain(self) -> None:
+        """Process inbound frames strictly in arrival order."""
+        while True:
+            label, raw = await self._inbox.get()
+            self.last_inbound = time.monotonic()
+            if not self.codec_latched:
+                self.codec = codec_for_first_frame(raw)
+                self.codec_latched = True
+                log.info("connection %s speaks %s", self.id, self.codec.name)
+            try:
+                await self._on_inbound(self, label, raw)
+            except Exception:  # a bug while handling one frame must not stop the connection
+                log.exception("connection %s: failed to handle an inbound frame", self.id)
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, out: Outbound) -> bool:
+        """Encode with this connection's codec and send; False when withheld or no channel is open."""
+        if self.closed:
+            return False
+        encoded = self.codec.encode(out)
+        if encoded is None:
+            return False
+        label, frame = encoded
+        channel = self.channels.get(label)
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(frame)
+        return True
+
+    def set_video_paused(self, paused: bool) -> None:
+        self.video_paused = paused
+        if self.video is not None:
+            self.video.set_paused(paused)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+        if self.video is not None:
+            self.video.stop()
+        if self.peer is not None:
+            await self.peer.close()

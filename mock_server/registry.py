@@ -1,0 +1,242 @@
+"""Session registry: the local session, production sessions, tokens and platform limits.
+
+Errors are raised as `ApiError(status, detail)`; the HTTP layer turns them into `{"detail": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+from .config import SERVER_VERSION, VERSION, Settings
+from .model_schema import build_model_schema
+from .session import TRACKS, Session
+
+log = logging.getLogger("helios_mock.registry")
+
+LOCAL_ID = "local"
+MODEL_NAMES = {"helios", "reactor/helios"}
+KEEP_CLOSED = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class Registry:
+    """Owns every session; the HTTP routes only talk to this."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = build_model_schema(VERSION)
+        self.local: Session | None = None
+        self.sessions: dict[str, Session] = {}
+        self.closed: OrderedDict[str, Session] = OrderedDict()
+        self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> {account, expires_at, max_sessions, created}
+        self._creations: deque[float] = deque()
+        self._ready_at: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ descriptors
+
+    def descriptor(self, session: Session | None) -> dict[str, Any]:
+        """The session object both clients parse (PROTOCOL.md §1.4); production sessions may be pending."""
+        base: dict[str, Any] = {
+            "session_id": session.id if session else LOCAL_ID,
+            "cluster": "local" if session is None or session.mode == "local" else "mock",
+            "model": {"name": "helios"},
+            "server_info": {"server_version": SERVER_VERSION},
+        }
+        if session is None:
+            return {**base, "state": "READY"}
+        if session.mode == "local":
+            state = session.local_state
+        elif session.closed:
+            state = "CLOSED"
+        elif time.monotonic() < self._ready_at.get(session.id, 0.0):
+            return {**base, "state": "PENDING"}
+        else:
+            state = "ACTIVE"
+        if session.closed:
+            return {**base, "state": state}
+        return {
+            **base,
+            "state": state,
+            "selected_transport": {"protocol": "webrtc", "version": "1.0"},
+            "capabilities": {
+                "protocol_version": "1.0",
+                "tracks": TRACKS,
+                "commands": [],
+                "emission_fps": None,
+            },
+            "schema": self.schema,
+        }
+
+    # ------------------------------------------------------------------ local mode
+
+    async def start_local(self, body: dict[str, Any]) -> Session:
+        _note_generation(body)
+        if self.local is not None and not self.local.closed:
+            return self.local  # idempotent, as RT2
+        self.local = self._new_session(LOCAL_ID, "local", account=None)
+        return self.local
+
+    async def stop_local(self, reason: str = "session stopped by the client") -> None:
+        if self.local is not None:
+            session, self.local = self.local, None
+            await session.close(reason)
+
+    # ------------------------------------------------------------------ production mode
+
+    def mint_token(self, api_key: str | None, body: dict[str, Any] | None) -> dict[str, Any]:
+        if not api_key:
+            raise ApiError(
+                401, "POST /tokens needs a Reactor-API-Key header (any non-empty key works on the mock)"
+            )
+        body = body or {}
+        ttl = self.settings.token_ttl
+        expires_after = body.get("expires_after")
+        if isinstance(expires_after, int | float) and expires_after > 0:
+            ttl = min(float(expires_after), 21_600.0)
+        max_sessions = None
+        for detail in body.get("authorization_details") or []:
+            constraints = (detail or {}).get("constraints") or {}
+            if isinstance(constraints.get("max_sessions"), int):
+                max_sessions = constraints["max_sessions"]
+        jwt = "mock." + secrets.token_urlsafe(24)
+        expires_at = time.time() + ttl
+        self.tokens[jwt] = {
+            "account": f"key:{api_key}",
+            "expires_at": expires_at,
+            "max_sessions": max_sessions,
+            "created": 0,
+        }
+        return {"jwt": jwt, "expires_at": int(expires_at)}
+
+    def account_for(self, authorization: str | None) -> str:
+        """Check `Authorization: Bearer <token>`; any token works, minted ones are checked for expiry."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "missing Authorization: Bearer <token> header (any token works on the mock)")
+        token = authorization.split(" ", 1)[1].strip()
+        if not token:
+            raise ApiError(401, "empty bearer token")
+        minted = self.tokens.get(token)
+        if minted is None:
+            return f"token:{token}"
+        if time.time() > minted["expires_at"]:
+            raise ApiError(401, "token expired; mint a new one with POST /tokens")
+        return minted["account"]
+
+    async def create_session(self, authorization: str | None, body: dict[str, Any]) -> Session:
+        account = self.account_for(authorization)
+        model = (body.get("model") or {}).get("name") if isinstance(body.get("model"), dict) else None
+        if model not in MODEL_NAMES:
+            raise ApiError(
+                404, f"unknown model {model!r}; this mock serves only 'helios' (or 'reactor/helios')"
+            )
+        _note_generation(body)
+        now = time.monotonic()
+        limit = self.settings.max_creations_per_minute
+        while self._creations and now - self._creations[0] > 60:
+            self._creations.popleft()
+        if limit and len(self._creations) >= limit:
+            retry = max(1, int(60 - (now - self._creations[0])) + 1)
+            raise ApiError(
+                429,
+                f"at most {limit} sessions may be created per minute; retry in {retry} s",
+                {"Retry-After": str(retry)},
+            )
+        concurrent = self.settings.max_sessions_per_account
+        running = [s for s in self.sessions.values() if s.account == account and not s.closed]
+        if concurrent and len(running) >= concurrent:
+            raise ApiError(
+                429,
+                f"this account already runs {len(running)} sessions (limit {concurrent}); DELETE one first",
+                {"Retry-After": "5"},
+            )
+        token = (authorization or "").split(" ", 1)[-1].strip()
+        minted = self.tokens.get(token)
+        if minted is not None and minted["max_sessions"] is not None:
+            if minted["created"] >= minted["max_sessions"]:
+                raise ApiError(403, f"this token may create at most {minted['max_sessions']} sessions")
+            minted["created"] += 1
+        self._creations.append(now)
+        session = self._new_session("sess_" + secrets.token_hex(8), "production", account=account)
+        self._ready_at[session.id] = now + self.settings.pending_delay
+        return session
+
+    def production_session(self, session_id: str, authorization: str | None) -> Session:
+        self.account_for(authorization)
+        session = self.sessions.get(session_id) or self.closed.get(session_id)
+        if session is None or session.mode != "production":
+            raise ApiError(404, f"unknown session {session_id!r}")
+        return session
+
+    async def delete_session(self, session_id: str, authorization: str | None) -> None:
+        session = self.production_session(session_id, authorization)
+        if session.closed:
+            raise ApiError(404, f"session {session_id!r} is already closed")
+        await session.close("session deleted by the client")
+
+    # ------------------------------------------------------------------ shared
+
+    def running(self, session_id: str, authorization: str | None) -> Session:
+        """A running session for transport/upload routes. Local needs no auth; production needs a bearer."""
+        if session_id == LOCAL_ID:
+            if self.local is None or self.local.closed:
+                raise ApiError(400, "No session running; POST /start_session first")
+            return self.local
+        session = self.production_session(session_id, authorization)
+        if session.closed:
+            raise ApiError(404, f"session {session_id!r} is closed")
+        return session
+
+    def all_sessions(self) -> list[Session]:
+        return list(self.closed.values()) + list(self.sessions.values())
+
+    def _new_session(self, session_id: str, mode: str, account: str | None) -> Session:
+        session = Session(
+            session_id,
+            mode=mode,
+            settings=self.settings,
+            schema=self.schema,
+            account=account,
+            on_closed=self._closed,
+        )
+        self.sessions[session_id] = session
+        session.start()
+        return session
+
+    def _closed(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        if self.local is session:
+            self.local = None
+        key = session.id if session.mode == "production" else f"local#{id(session)}"
+        self.closed[key] = session
+        while len(self.closed) > KEEP_CLOSED:
+            self.closed.popitem(last=False)
+
+    async def reset(self) -> None:
+        """Close every session and forget all records (the test fixture's reset)."""
+        await self.shutdown("the server was reset")
+        self.closed.clear()
+        self.tokens.clear()
+        self._creations.clear()
+
+    async def shutdown(self, reason: str = "the server is shutting down") -> None:
+        await asyncio.gather(*(s.close(reason) for s in list(self.sessions.values())), return_exceptions=True)
+
+
+def _note_generation(body: dict[str, Any]) -> None:
+    if body.get("generation") == "stepped":
+        log.warning(
+            "a client asked for stepped generation; Helios is a streamed model, so the session is "
+            "created streamed (a stepped-only client will refuse it, as with the real service)"
+        )

@@ -1,0 +1,123 @@
+"""One WebRTC peer connection (aiortc): answer the client's offer, take trickled candidates, route channels.
+
+The client is always the offerer and creates every data channel; this side never creates one. The answer
+carries all server candidates (gathering completes before it is published), as neither client accepts
+trickled server candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.sdp import candidate_from_sdp
+
+from .video_track import HeliosVideoTrack
+
+log = logging.getLogger("helios_mock.transport")
+
+PREFERRED_VIDEO_CODECS = ("video/VP8", "video/H264")
+
+
+class OfferError(Exception):
+    """The offer cannot be answered (unparseable SDP, no m-line for a mapped track, ...)."""
+
+
+@dataclass(frozen=True)
+class TrickledCandidate:
+    candidate: str  # "candidate:..." line as sent by the client
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+class PeerTransport:
+    """Wraps RTCPeerConnection for one registered connection. Events go up through callbacks."""
+
+    def __init__(
+        self,
+        *,
+        on_channel: Callable[[RTCDataChannel], None],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._remote_set = False
+        self._pending: list[TrickledCandidate] = []
+        self._pending_final = False
+        self.pc.on("datachannel", on_channel)
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            on_state(self.pc.connectionState)
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState
+
+    async def answer(self, offer_sdp: str, video_mid: str | None, video: HeliosVideoTrack) -> str:
+        """Apply the offer, attach `video` to the transceiver with `video_mid`, return the answer SDP."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
+            raise OfferError(f"the SDP offer could not be applied: {exc}") from exc
+        self._remote_set = True
+        transceiver = None
+        for candidate in self.pc.getTransceivers():
+            if candidate.kind == "video" and (video_mid is None or candidate.mid == video_mid):
+                transceiver = candidate
+                break
+        if transceiver is None:
+            raise OfferError(f"the offer has no video m-line with mid {video_mid!r} for main_video")
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        preferred = [c for name in PREFERRED_VIDEO_CODECS for c in capabilities if c.mimeType == name]
+        preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
+        transceiver.setCodecPreferences(preferred)
+        transceiver.direction = "sendonly"
+        transceiver.sender.replaceTrack(video)
+        for item in self._pending:
+            await self._add(item)
+        self._pending.clear()
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)  # completes ICE gathering: candidates are in the SDP
+        if self._pending_final:
+            await self.pc.addIceCandidate(None)
+        return self.pc.localDescription.sdp
+
+    async def add_candidates(self, candidates: list[TrickledCandidate], is_final: bool) -> None:
+        """Trickled client candidates; buffered until the offer has been applied."""
+        if not self._remote_set:
+            self._pending.extend(candidates)
+            self._pending_final = self._pending_final or is_final
+            return
+        for item in candidates:
+            await self._add(item)
+        if is_final:
+            await self.pc.addIceCandidate(None)
+
+    async def _add(self, item: TrickledCandidate) -> None:
+        line = item.candidate.strip()
+        if line.startswith("a="):
+            line = line[2:]
+        if line.startswith("candidate:"):
+            line = line[len("candidate:") :]
+        if not line:
+            return
+        try:
+            candidate = candidate_from_sdp(line)
+        except Exception as exc:
+            log.warning("ignoring a trickled ICE candidate that does not parse (%s): %r", exc, item.candidate)
+            return
+        candidate.sdpMid = item.sdp_mid
+        candidate.sdpMLineIndex = item.sdp_mline_index
+        if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
+            candidate.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(candidate)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.pc.close(), timeout=5)
+        except (TimeoutError, Exception) as exc:  # closing must never take the session down
+            log.debug("peer close: %r", exc)
