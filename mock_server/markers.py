@@ -135,6 +135,8 @@ def _centres(n: int, pitch: float, size: int) -> tuple[np.ndarray, int]:
 
 def _sample_cells(frame: np.ndarray) -> np.ndarray | None:
     """Mean luma of the central patch of every cell, shape (3, 32), or None if the frame is unusable."""
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
     if frame.ndim == 3 and frame.shape[2] >= 3:
         rgb = True
     elif frame.ndim == 2:

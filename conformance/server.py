@@ -1,0 +1,106 @@
+"""Run the mock server as a child process (what the pytest plugin and the benchmarks use)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class HeliosServer:
+    """A mock server reachable at `url`: one this process started, or an external one (`process` None)."""
+
+    url: str
+    token: str = "test-token"
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        speed: float = 20.0,
+        resolution: str = "160x96",
+        host: str = "127.0.0.1",
+        ice_addresses: str = "127.0.0.1",
+        extra: list[str] | None = None,
+        log_path: Path | None = None,
+        ready_timeout: float = 30.0,
+    ) -> HeliosServer:
+        """Start `python -m mock_server serve` on a free port and wait for /health."""
+        port = free_port(host)
+        args = [
+            sys.executable, "-m", "mock_server", "serve",
+            "--host", host, "--port", str(port), "--speed", str(speed), "--resolution", resolution,
+            "--ice-addresses", ice_addresses, "--pending-delay", "0.2",
+            *(extra or []),
+        ]  # fmt: skip
+        if log_path is None:
+            log_path = Path(tempfile.mkstemp(prefix="helios-mock-", suffix=".log")[1])
+        log_file = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        server = cls(url=f"http://{host}:{port}", process=process, log_path=log_path, args=args)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"helios-mock exited with {process.returncode}:\n{server.log_tail()}")
+            try:
+                if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        server.stop()
+        raise RuntimeError(f"helios-mock did not answer /health within {ready_timeout:g} s:\n{server.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ------------------------------------------------------------------ admin API
+
+    def reset(self) -> None:
+        """Close every session and forget every record (between tests)."""
+        httpx.post(self.url + "/admin/reset", timeout=10).raise_for_status()
+
+    def record(self) -> dict[str, Any]:
+        resp = httpx.get(self.url + "/admin/record", timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def transcript(self, session_id: str) -> dict[str, Any]:
+        resp = httpx.get(f"{self.url}/admin/sessions/{session_id}/transcript", timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def rejections(self) -> list[dict[str, Any]]:
+        return [r for s in self.record()["sessions"] for r in s["rejections"]]
