@@ -23,33 +23,53 @@ from .server import HeliosServer
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("helios", "Helios mock server")
-    group.addoption("--helios-speed", type=float, default=None,
-                    help="chunk clock speed factor of the started mock (default 20; env HELIOS_MOCK_TEST_SPEED)")
-    group.addoption("--helios-url", default=None,
-                    help="use an already running server at this base URL instead (env HELIOS_MOCK_URL)")
-    group.addoption("--helios-resolution", default=None, help="native frame size of the started mock (160x96)")
-    group.addoption("--helios-strict", action="store_true", default=False,
-                    help="fail a test when the server recorded any client protocol violation during it")
+    group.addoption(
+        "--helios-speed",
+        type=float,
+        default=None,
+        help="chunk clock speed factor of the started mock (default 20; env HELIOS_MOCK_TEST_SPEED)",
+    )
+    group.addoption(
+        "--helios-url",
+        default=None,
+        help="use an already running server at this base URL instead (env HELIOS_MOCK_URL)",
+    )
+    group.addoption(
+        "--helios-resolution", default=None, help="native frame size of the started mock (160x96)"
+    )
+    group.addoption(
+        "--helios-strict",
+        action="store_true",
+        default=False,
+        help="fail a test when the server recorded any client protocol violation during it",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "helios_lenient: do not fail this test on client violations (strict mode)")
+    config.addinivalue_line(
+        "markers", "helios_lenient: do not fail this test on client violations (strict mode)"
+    )
 
 
 @pytest.fixture(scope="session")
-def helios_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeliosServer]:
+def helios_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HeliosServer]:
     """The mock server for the whole test session."""
     url = request.config.getoption("--helios-url") or os.environ.get("HELIOS_MOCK_URL")
     if url:
         yield HeliosServer(url=url.rstrip("/"), token=os.environ.get("HELIOS_MOCK_TOKEN", "test-token"))
         return
-    speed = request.config.getoption("--helios-speed") or float(os.environ.get("HELIOS_MOCK_TEST_SPEED", "20"))
+    speed = request.config.getoption("--helios-speed") or float(
+        os.environ.get("HELIOS_MOCK_TEST_SPEED", "20")
+    )
     resolution = request.config.getoption("--helios-resolution") or "160x96"
     from mock_server.transport.ice import restrict_host_addresses
 
     restrict_host_addresses(["127.0.0.1"])  # this process's raw clients and the server meet on loopback
-    server = HeliosServer.start(speed=speed, resolution=resolution,
-                                log_path=tmp_path_factory.mktemp("helios") / "server.log")
+    server = HeliosServer.start(
+        speed=speed, resolution=resolution, log_path=tmp_path_factory.mktemp("helios") / "server.log"
+    )
     try:
         yield server
     finally:

@@ -69,7 +69,9 @@ class HeliosServer:
                 pass
             time.sleep(0.1)
         server.stop()
-        raise RuntimeError(f"helios-mock did not answer /health within {ready_timeout:g} s:\n{server.log_tail()}")
+        raise RuntimeError(
+            f"helios-mock did not answer /health within {ready_timeout:g} s:\n{server.log_tail()}"
+        )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

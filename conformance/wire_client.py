@@ -135,7 +135,7 @@ class WireClient:
 
     # ------------------------------------------------------------------ WebRTC
 
-    async def connect(self, *, start: bool = True, timeout: float = 20.0) -> None:
+    async def connect(self, *, start: bool = True, wait_state: bool = True, timeout: float = 20.0) -> None:
         """Start (or adopt) the session, offer, and wait until connected with every channel open."""
         t0 = time.monotonic()
         if start:
@@ -148,6 +148,8 @@ class WireClient:
         await self._offer(method="POST")
         await self._wait(lambda: self.ready, timeout, "transport readiness")
         self.timings["connect_to_ready"] = time.monotonic() - t0
+        if wait_state:  # Helios greets every new connection with its state (HELIOS.md §3.5)
+            await self.wait_message("state", timeout=timeout)
 
     async def reconnect(self, timeout: float = 20.0) -> None:
         if self.pc is not None:

@@ -187,12 +187,11 @@ class CommandRejected(Exception):
         self.message = message
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
+def _show(value: Any, limit: int = 40) -> str:
     if isinstance(value, dict | list):
         return type(value).__name__
-    return str(value)
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:

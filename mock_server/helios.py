@@ -304,7 +304,7 @@ class Helios:
     # settings
 
     def _cmd_set_image_strength(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:
-        self._image_strength = float(p.image_strength)
+        self._image_strength = float(p.image_strength) + 0.0  # + 0.0 turns -0.0 into 0.0
         return self._accept()
 
     def _cmd_set_sr_scale(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:

@@ -11,8 +11,8 @@ Layout (all geometry is relative to the frame, so it survives any rescaling, eve
 
 Decoding averages a small patch at the centre of every cell (RGB is converted to luma; a 2-D luma plane such
 as the Y plane of I420 is used as is), thresholds half-way between the mean of the white and black sync
-cells, and rejects the read (``None``) when the contrast is too low, any cell is ambiguous, the sync pattern
-does not match or the CRC fails.
+cells, and rejects the read (``None``) when the contrast is too low, more than 3 cells are ambiguous, the
+sync pattern does not match or the CRC fails.
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ _CRC_BITS = 8
 assert _PAYLOAD_BITS + _CRC_BITS == len(_DATA_CELLS)
 
 _MIN_CONTRAST = 64.0  # grey levels between the white and black sync means
-_MIN_MARGIN = 0.12  # every cell must sit at least this fraction of the contrast away from the threshold
+# A cell is uncertain when it lies in the middle half between the black and white levels. The CRC detects
+# every pattern of up to 3 wrong bits (Hamming distance 4 over the 90 data + CRC cells), so up to 3 uncertain
+# cells are tolerated; more than that means the band is absent or too damaged to trust.
+_UNCERTAIN = 0.25
+_MAX_UNCERTAIN = 3
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -168,7 +172,7 @@ def decode_markers(frame: np.ndarray) -> Markers | None:
     if contrast < _MIN_CONTRAST:
         return None
     threshold = (white + black) / 2
-    if np.min(np.abs(flat - threshold)) < _MIN_MARGIN * contrast:
+    if np.count_nonzero(np.abs(flat - threshold) < _UNCERTAIN * contrast) > _MAX_UNCERTAIN:
         return None
     bits = flat > threshold
     if not np.array_equal(bits[_SYNC_CELLS], _SYNC_BITS):

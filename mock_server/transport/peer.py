@@ -70,7 +70,8 @@ class PeerTransport:
                 transceiver = candidate
                 break
         if transceiver is None:
-            raise OfferError(f"the offer has no video m-line with mid {video_mid!r} for main_video")
+            where = f" with mid {video_mid!r}" if video_mid is not None else ""
+            raise OfferError(f"the SDP offer has no video m-line{where} to carry main_video")
         capabilities = RTCRtpSender.getCapabilities("video").codecs
         preferred = [c for name in PREFERRED_VIDEO_CODECS for c in capabilities if c.mimeType == name]
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]

@@ -149,8 +149,10 @@ class Scenario:
         save_as: str | None = None,
         timeout_ms: int = 10_000,
         from_start: bool = False,
+        after: str | None = None,
         step_id: str | None = None,
     ) -> Scenario:
+        """Wait for a message after the cursor (or the whole run, or after the message saved as ``after``)."""
         return self.add(
             "wait_message",
             step_id or (f"wait:{save_as}" if save_as else None),
@@ -158,6 +160,7 @@ class Scenario:
             where=where,
             save_as=save_as,
             timeout_ms=timeout_ms,
+            after=after,
             **({"from": "start"} if from_start else {}),
         )
 

@@ -13,7 +13,7 @@
 //                                               {"$upload": alias} becomes the FileRef of an earlier upload.
 //                                               mark:true sets the message cursor (see below) before sending.
 //   {op:"upload", path, mime_type, name?, alias}
-//   {op:"wait_message", type, where?, timeout_ms?, save_as?, from?}
+//   {op:"wait_message", type, where?, timeout_ms?, save_as?, from?, after?}
 //   {op:"expect_no_message", type, where?, for_ms}
 //   {op:"sleep", ms}
 //   {op:"disconnect", recoverable?}
@@ -23,7 +23,8 @@
 // Message matching: wait_message / expect_no_message only consider model messages received after the
 // cursor. The cursor starts at the beginning of the run and moves only with "mark" (or command mark:true),
 // so two waits for the same type without a mark in between can match the same message. from:"start"
-// searches the whole run instead. A match also records the message under save_as (if given).
+// searches the whole run instead; after:alias searches from the message following the one saved as alias.
+// A match also records the message under save_as (if given).
 // "where" maps a field of the message's data to an expected value: a literal (deep equality), an operator
 // object {"$gte"|"$gt"|"$lte"|"$lt"|"$ne": v} or {"$in": [..]}, or a reference.
 // References (usable as param values, in where, and as operator operands):
@@ -121,7 +122,7 @@ const reactor =
 // ── state observed from the SDK ────────────────────────────────────────────────────────────────────────
 const messages = []; // {t, type, data, raw}
 let cursor = 0; // index into messages: wait_message looks at messages[cursor..]
-const saved = new Map();
+const saved = new Map(); // alias -> index into messages
 const uploads = new Map();
 const waiters = new Set(); // functions called on every new message / status
 let sink = null;
@@ -151,7 +152,7 @@ reactor.on("message", (msg) => {
   notify();
 });
 reactor.on("trackReceived", (name, track) => {
-  logEvent("track", { name, kind: track && track.kind, id: track && track.id });
+  logEvent("track", { name, track_kind: track && track.kind, id: track && track.id });
   if (name !== "main_video" || !track || track.kind !== "video") return;
   if (sink) {
     try {
@@ -191,7 +192,7 @@ function resolveRef(value) {
   if (!isPlainObject(value)) return value;
   if ("$saved" in value) {
     if (!saved.has(value.$saved)) throw new Error(`no message saved as ${value.$saved}`);
-    return pick(saved.get(value.$saved).data, value.field, value.add);
+    return pick(messages[saved.get(value.$saved)].data, value.field, value.add);
   }
   if ("$last" in value) {
     const found = [...messages].reverse().find((m) => m.type === value.$last);
@@ -326,7 +327,11 @@ const handlers = {
   },
   async wait_message(step) {
     const matcher = compileWhere(step.where);
-    const from = step.from === "start" ? 0 : cursor;
+    let from = step.from === "start" ? 0 : cursor;
+    if (step.after !== undefined) {
+      if (!saved.has(step.after)) throw new Error(`no message saved as ${step.after}`);
+      from = saved.get(step.after) + 1;
+    }
     const index = await waitFor(
       () => {
         const i = findMessage(step.type, matcher, from);
@@ -336,7 +341,7 @@ const handlers = {
       `message ${step.type} where ${matcher.describe()} (from index ${from})`,
     );
     const msg = messages[index.i];
-    if (step.save_as) saved.set(step.save_as, msg);
+    if (step.save_as) saved.set(step.save_as, index.i);
     return { index: index.i, type: msg.type, data: msg.data };
   },
   async expect_no_message(step) {

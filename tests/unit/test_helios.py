@@ -13,7 +13,7 @@ from PIL import Image
 
 from mock_server.commands import CommandRejected, validate_command
 from mock_server.helios import CHUNK_FRAMES, SNAPSHOT_CAPACITY, Helios, Message, Outcome
-from mock_server.images import UploadedFile, condition_image
+from mock_server.images import UploadedFile, condition_image, image_id_of
 from mock_server.messages import MESSAGES
 from mock_server.plan import ChunkPlan
 
@@ -811,3 +811,59 @@ def test_conditioned_pixels_are_deterministic() -> None:
     a = condition_image(PNG)
     b = condition_image(PNG)
     assert np.array_equal(a.pixels, b.pixels)
+
+
+# ----------------------------------------------------------------------------------------- reference images
+
+
+def halves(size: tuple[int, int], split: str, fmt: str) -> UploadedFile:
+    """Red first half, blue second half (left/right or top/bottom)."""
+    img = Image.new("RGB", size, (255, 0, 0))
+    w, h = size
+    img.paste((0, 0, 255), (w // 2, 0, w, h) if split == "x" else (0, h // 2, w, h))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return UploadedFile("u", "x", f"image/{fmt.lower()}", buf.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_condition_image_centre_crops_wide_images(fmt: str) -> None:
+    # 4000x1200 is wider than 5:3: the sides are cropped, the red/blue split stays in the middle
+    ref = condition_image(halves((4000, 1200), "x", fmt))
+    assert ref.source_size == (4000, 1200)
+    assert ref.pixels.shape == (384, 640, 3) and ref.pixels.dtype == np.uint8
+    assert ref.pixels[192, 300, 0] > 200 and ref.pixels[192, 300, 2] < 50
+    assert ref.pixels[192, 340, 2] > 200 and ref.pixels[192, 340, 0] < 50
+
+
+def test_condition_image_centre_crops_tall_images() -> None:
+    ref = condition_image(halves((600, 2000), "y", "PNG"))
+    assert ref.source_size == (600, 2000)
+    assert tuple(ref.pixels[180, 320]) == (255, 0, 0)
+    assert tuple(ref.pixels[204, 320]) == (0, 0, 255)
+
+
+def test_condition_image_at_native_size_keeps_the_pixels() -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (384, 640, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    ref = condition_image(UploadedFile("u", "x", "image/png", buf.getvalue()))
+    assert np.array_equal(ref.pixels, pixels)
+    assert not ref.pixels.flags.writeable
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "P", "1"])
+def test_condition_image_converts_to_rgb(mode: str) -> None:
+    buf = io.BytesIO()
+    Image.new(mode, (3, 5)).save(buf, format="PNG")
+    ref = condition_image(UploadedFile("u", "x", "IMAGE/PNG", buf.getvalue()))
+    assert ref.pixels.shape == (384, 640, 3) and ref.source_size == (3, 5)
+
+
+def test_image_ids() -> None:
+    assert image_id_of(b"") == 959  # stable across runs and processes
+    assert image_id_of(b"helios") == 2141
+    ids = {image_id_of(bytes([i, j])) for i in range(64) for j in range(64)}
+    assert min(ids) >= 1 and max(ids) <= 4095
+    assert condition_image(PNG).image_id == image_id_of(PNG.data)
