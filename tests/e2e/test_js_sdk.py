@@ -107,15 +107,25 @@ def build_scenario(mode: str, png_path: Path) -> Scenario:
     return sc
 
 
-@pytest.fixture(scope="module", params=["local", "production"])
-def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    """One full scripted session per mode (shared by the tests of this module)."""
-    mode: str = request.param
-    out_dir = tmp_path_factory.mktemp(f"js-{mode}")
-    png_path = out_dir / "ref.png"
-    _png(png_path)
+def build_reconnect_scenario(mode: str) -> Scenario:
+    """Recoverable transport drop (disconnect(true)) and reconnect() with PUT, mid-generation."""
+    sc = Scenario(mode, token="e2e-test-token" if mode == "production" else None, timeout_ms=60_000)
+    sc.connect()
+    sc.command("set_seed", {"seed": SEED_1}).wait("state")
+    sc.command("set_prompt", {"prompt": P0}).wait("prompt_accepted", {"prompt": P0})
+    sc.command("start").wait("chunk_complete", {"chunk_index": 1}, save_as="cc1")
+    sc.disconnect(recoverable=True, step_id="drop")
+    sc.sleep(int(CHUNK_MS * 3))
+    sc.mark().reconnect()
+    sc.wait("state", save_as="state_after")
+    sc.wait("chunk_complete", {"chunk_index": saved("state_after", "current_chunk", 1)}, save_as="cc_after")
+    sc.disconnect()
+    return sc
+
+
+def _run(mode: str, scenario: Scenario, out_dir: Path) -> RunResult:
     result = run_js_scenario(
-        build_scenario(mode, png_path),
+        scenario,
         out_dir,
         server_args=[
             f"--mode={mode}",
@@ -129,6 +139,23 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     if ms is not None:
         _connect_times.append((mode, ms))
     return result
+
+
+@pytest.fixture(scope="module", params=["local", "production"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """One full scripted session per mode (shared by the tests of this module)."""
+    mode: str = request.param
+    out_dir = tmp_path_factory.mktemp(f"js-{mode}")
+    png_path = out_dir / "ref.png"
+    _png(png_path)
+    return _run(mode, build_scenario(mode, png_path), out_dir)
+
+
+@pytest.fixture(scope="module", params=["local", "production"])
+def reconnect_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """A session with a recoverable drop and a reconnect, per mode."""
+    mode: str = request.param
+    return _run(mode, build_reconnect_scenario(mode), tmp_path_factory.mktemp(f"js-reconnect-{mode}"))
 
 
 # ─── helpers ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -396,6 +423,49 @@ def test_disconnect_recorded(run: RunResult) -> None:
         "reset",
     ):
         assert name in commands, f"{name} missing from the server's command record {commands}"
+
+
+def test_reconnect(reconnect_run: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
+    run = reconnect_run
+    run.assert_ok()
+    assert run.statuses() == [
+        "connecting",
+        "waiting",
+        "ready",
+        "disconnected",
+        "connecting",
+        "ready",
+        "disconnected",
+    ]
+    session = run.session_record()
+    sid = session["session_id"]
+    base = f"/sessions/{sid}/transport/webrtc/sdp_params"
+    requests = [(m, p) for m, p, _ in run.http_requests()]
+    assert ("PUT", base) in requests, requests
+    put = requests.index(("PUT", base))
+    # the recoverable drop sent neither DELETE nor stop_session, and reconnect made no coordinator call
+    stop = ("POST", "/stop_session") if run.mode == "local" else ("DELETE", f"/sessions/{sid}")
+    assert requests.count(stop) == 1 and requests.index(stop) > put, requests
+    assert all(p.startswith(f"/sessions/{sid}/transport/") for _, p in requests[put - 1 : put + 2]), requests
+    assert not [r for r in session["rejections"]], session["rejections"]
+    # the new connection gets the state at once; generation stopped while nobody was connected
+    cc1 = saved_msg(run, "wait:cc1")["chunk_index"]
+    state = saved_msg(run, "wait:state_after")
+    assert state["started"] is True and state["running"] is True
+    # the chunk in progress at the drop (cc1 + 1) still completes; at most one more starts before the
+    # server sees the transport go (3 chunks of time passed while disconnected)
+    assert cc1 + 2 <= state["current_chunk"] <= cc1 + 3, (cc1, state)
+    t_ready = [e["t"] for e in run.events if e["kind"] == "status" and e["status"] == "ready"][1]
+    frames = marked(run.frames)
+    late = [f for f in frames if f.t_ms > t_ready]
+    assert late, "no frames after the reconnect" + run.context()
+    assert min(f.markers.chunk for f in late) >= state["current_chunk"], [f.markers for f in late[:3]]
+    assert {f.markers.seed for f in frames} == {SEED_1}
+    assert all(f.markers.prompt_id == prompt_id(P0) for f in frames)
+    ms = run.timing("reconnect_to_ready_ms")
+    assert ms is not None
+    with capsys.disabled():
+        print(f"\n[js-sdk {run.mode}] reconnect() -> ready: {ms:.1f} ms")
 
 
 def test_zz_connect_time_summary(run: RunResult, capsys: pytest.CaptureFixture[str]) -> None:

@@ -207,3 +207,10 @@ def test_models_are_immutable() -> None:
     model = validate_command("set_prompt", {"prompt": "p"})
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError for frozen models
         model.prompt = "q"  # type: ignore[misc]
+
+
+def test_messages_stay_short_for_huge_values() -> None:
+    msg = rejected("set_image_strength", {"image_strength": 10**400}).message
+    assert msg.startswith("set_image_strength: image_strength must be a number (got 1000")
+    assert len(msg) < 120
+    assert len(rejected("set_sr_scale", {"sr_scale": "x" * 10_000}).message) < 150

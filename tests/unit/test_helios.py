@@ -593,6 +593,8 @@ def test_image_strength_shows_in_state_as_float() -> None:
     h = make()
     send(h, "set_image_strength", image_strength=0)
     assert state(h)["image_strength"] == 0.0 and type(state(h)["image_strength"]) is float
+    send(h, "set_image_strength", image_strength=-0.0)
+    assert str(state(h)["image_strength"]) == "0.0"
 
 
 # ----------------------------------------------------------------------------------------- snapshots
