@@ -258,16 +258,16 @@ class Session:
             self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
             return
         kind = type(msg).__name__
-        if not isinstance(msg, w.Ping | w.ClientStats):
-            self.record.add(
-                "in",
-                kind,
-                connection_id=conn.id,
-                channel=channel,
-                chunk=self.helios.current_chunk,
-                body=_body(msg),
-                request_id=getattr(msg, "request_id", ""),
-            )
+        # every inbound frame is recorded, pings included (the conformance rules check keep-alives)
+        self.record.add(
+            "in",
+            kind,
+            connection_id=conn.id,
+            channel=channel,
+            chunk=self.helios.current_chunk,
+            body=_body(msg),
+            request_id=getattr(msg, "request_id", ""),
+        )
         match msg:
             case w.CommandIn():
                 async with self._command_lock:
