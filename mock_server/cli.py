@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_sessions_per_account": args.max_sessions_per_account,
         "max_creations_per_minute": args.max_creations_per_minute,
         "log_level": args.log_level,
+        "media": args.media,
         "ice_addresses": tuple(a.strip() for a in args.ice_addresses.split(",") if a.strip())
         if args.ice_addresses is not None
         else None,
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated local addresses to gather ICE host candidates "
         "on (e.g. 127.0.0.1 for loopback-only runs; default: all "
         "non-loopback addresses)",
+    )
+    serve.add_argument(
+        "--media",
+        choices=["shared", "per-session"],
+        help="shared (default): encode each distinct chunk once for all sessions; "
+        "per-session: encode per connection",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     serve.set_defaults(func=_serve)

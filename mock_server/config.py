@@ -42,6 +42,9 @@ class Settings:
     token_ttl: float = 3600.0
     max_sessions_per_account: int = 5  # production concurrent sessions per token/API key; 0 = unlimited
     max_creations_per_minute: int = 50  # production session creations per minute per model; 0 = unlimited
+    media: str = (
+        "shared"  # "shared": encode each distinct chunk once; "per-session": aiortc encodes per track
+    )
     ice_addresses: tuple[str, ...] = ()  # host-candidate addresses; empty = every non-loopback address
     log_level: str = "info"
 

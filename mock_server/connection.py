@@ -11,8 +11,9 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from .record import SessionRecord
+from .transport.encoded_chunks import EncodedChunkCache
 from .transport.peer import PeerTransport
-from .transport.video_track import FrameFeed, HeliosVideoTrack
+from .transport.video_track import EncodedVideoTrack, FrameFeed, RawVideoTrack
 from .wire import codec_for_first_frame
 from .wire.common import CONTROL, DATA, Codec, Outbound
 
@@ -31,6 +32,7 @@ class Connection:
         legacy: bool,
         codec: Codec,
         feed: FrameFeed,
+        chunk_cache: EncodedChunkCache | None,
         record: SessionRecord,
         on_inbound: InboundHandler,
         on_change: Callable[[Connection], None],
@@ -40,11 +42,12 @@ class Connection:
         self.codec = codec
         self.codec_latched = False
         self._feed = feed
+        self._chunk_cache = chunk_cache
         self._record = record
         self._on_inbound = on_inbound
         self._on_change = on_change
         self.peer: PeerTransport | None = None
-        self.video: HeliosVideoTrack | None = None
+        self.video: RawVideoTrack | EncodedVideoTrack | None = None
         # RT2 rule: registered connections start with outputs paused until ResumeTrack; legacy ones don't.
         self.video_paused = not legacy
         self.channels: dict[str, RTCDataChannel] = {}
@@ -84,7 +87,10 @@ class Connection:
         self.answer_sdp = None
         self.answer_error = None
         self.peer = PeerTransport(on_channel=self._channel_opened, on_state=self._peer_state)
-        self.video = HeliosVideoTrack(self._feed, paused=self.video_paused)
+        if self._chunk_cache is not None:
+            self.video = EncodedVideoTrack(self._feed, self._chunk_cache, paused=self.video_paused)
+        else:
+            self.video = RawVideoTrack(self._feed, paused=self.video_paused)
         self.channels = {}
         self.greeted = False
         return self.peer

@@ -15,6 +15,7 @@ from typing import Any
 from .config import SERVER_VERSION, VERSION, Settings
 from .model_schema import build_model_schema
 from .session import TRACKS, Session
+from .transport.encoded_chunks import EncodedChunkCache
 
 log = logging.getLogger("helios_mock.registry")
 
@@ -43,6 +44,7 @@ class Registry:
         self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> {account, expires_at, max_sessions, created}
         self._creations: deque[float] = deque()
         self._ready_at: dict[str, float] = {}
+        self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
 
     # ------------------------------------------------------------------ descriptors
 
@@ -205,6 +207,7 @@ class Registry:
         session = Session(
             session_id,
             mode=mode,
+            chunk_cache=self.chunk_cache,
             settings=self.settings,
             schema=self.schema,
             account=account,

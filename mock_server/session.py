@@ -22,8 +22,9 @@ from .helios import CHUNK_FRAMES, Helios, Message
 from .images import UploadedFile
 from .model_schema import capabilities_commands
 from .record import SessionRecord
+from .transport.encoded_chunks import EncodedChunkCache
 from .transport.peer import OfferError, TrickledCandidate
-from .transport.video_track import FrameFeed
+from .transport.video_track import FrameFeed, FrameRef
 from .wire import common as w
 from .wire import provisional_codec
 
@@ -58,6 +59,7 @@ class Session:
         settings: Settings,
         schema: dict[str, Any],
         account: str | None = None,
+        chunk_cache: EncodedChunkCache | None = None,
         on_closed: Callable[[Session], None] | None = None,
     ) -> None:
         self.id = session_id
@@ -71,6 +73,7 @@ class Session:
         self.connections: dict[int, Connection] = {}
         self.uploads: dict[str, Upload] = {}
         self.feed = FrameFeed()
+        self.chunk_cache = chunk_cache
         self.closed = False
         self.close_reason: str | None = None
         self.chunks_generated = 0
@@ -135,6 +138,7 @@ class Session:
             legacy=legacy,
             codec=provisional_codec(flat_route=legacy, sdk_type=None, offer_sdp=""),
             feed=self.feed,
+            chunk_cache=self.chunk_cache,
             record=self.record,
             on_inbound=self._handle_inbound,
             on_change=self._connection_changed,
@@ -431,7 +435,7 @@ class Session:
             if next_t is None:
                 next_t = loop.time()
             for frame_index in range(CHUNK_FRAMES):
-                self.feed.publish(_cached(renderer, frame_index))
+                self.feed.publish(FrameRef(plan, frame_index, _cached(renderer, frame_index)))
                 next_t += interval
                 await asyncio.sleep(max(0.0, next_t - loop.time()))
                 if not self.helios.chunk_in_progress:  # reset dropped the chunk

@@ -16,7 +16,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import candidate_from_sdp
 
-from .video_track import HeliosVideoTrack
+from .video_track import EncodedVideoTrack, RawVideoTrack
 
 log = logging.getLogger("helios_mock.transport")
 
@@ -57,7 +57,9 @@ class PeerTransport:
     def connection_state(self) -> str:
         return self.pc.connectionState
 
-    async def answer(self, offer_sdp: str, video_mid: str | None, video: HeliosVideoTrack) -> str:
+    async def answer(
+        self, offer_sdp: str, video_mid: str | None, video: RawVideoTrack | EncodedVideoTrack
+    ) -> str:
         """Apply the offer, attach `video` to the transceiver with `video_mid`, return the answer SDP."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -83,6 +85,10 @@ class PeerTransport:
         self._pending.clear()
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)  # completes ICE gathering: candidates are in the SDP
+        negotiated = [c.mimeType for c in transceiver._codecs if c.mimeType in PREFERRED_VIDEO_CODECS]
+        if not negotiated:
+            raise OfferError("the offer has no video codec the mock can send (VP8 or H264)")
+        video.mime_type = negotiated[0]
         if self._pending_final:
             await self.pc.addIceCandidate(None)
         return self.pc.localDescription.sdp

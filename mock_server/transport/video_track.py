@@ -1,7 +1,12 @@
-"""The `main_video` output track: a MediaStreamTrack fed by the session's frame feed.
+"""The `main_video` output track, fed by the session's frame feed.
 
-The chunk clock publishes each frame once per session; every connection's track takes the newest frame
-when its encoder is ready for one. A track that falls behind skips frames (counted), it never queues.
+The chunk clock publishes each frame once per session (a `FrameRef`). Two ways to send it:
+
+* `EncodedVideoTrack` (default, "shared" media): returns pre-encoded packets from the process-wide
+  `EncodedChunkCache`; aiortc only packetizes them. A track that falls behind, joins mid-chunk or resumes
+  restarts at the newest chunk's key frame and catches up through it.
+* `RawVideoTrack` ("per-session" media): returns raw frames; aiortc encodes them for this connection alone.
+  A track that falls behind skips to the newest frame.
 """
 
 from __future__ import annotations
@@ -10,63 +15,67 @@ import asyncio
 import fractions
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..helios import CHUNK_FRAMES
+from ..plan import ChunkPlan
+from .encoded_chunks import EncodedChunk, EncodedChunkCache
+
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Frame `index` of the chunk `plan`; `pixels()` renders it (once, however many tracks ask)."""
+
+    plan: ChunkPlan
+    index: int
+    pixels: Callable[[], np.ndarray]
 
 
 class FrameFeed:
     """Latest-frame mailbox shared by all output tracks of a session."""
 
     def __init__(self) -> None:
-        self._seq = 0
-        self._latest: Callable[[], np.ndarray] | None = None
+        self.seq = 0
+        self.latest: FrameRef | None = None
         self._changed = asyncio.Event()
-        self._closed = False
+        self.closed = False
 
-    @property
-    def seq(self) -> int:
-        return self._seq
-
-    def publish(self, render: Callable[[], np.ndarray]) -> None:
-        """Offer a new frame; `render` returns its (H, W, 3) RGB pixels (called lazily, cached by caller)."""
-        self._seq += 1
-        self._latest = render
+    def publish(self, ref: FrameRef) -> None:
+        self.seq += 1
+        self.latest = ref
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     def close(self) -> None:
-        self._closed = True
+        self.closed = True
         self._changed.set()
 
-    async def next_after(self, seq: int) -> tuple[int, Callable[[], np.ndarray]]:
-        while self._seq <= seq:
-            if self._closed:
-                raise MediaStreamError
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once a frame newer than `seq` was published (MediaStreamError when the feed closed)."""
+        while self.seq <= seq and not self.closed:
             await self._changed.wait()
-        if self._closed:
+        if self.closed:
             raise MediaStreamError
-        assert self._latest is not None
-        return self._seq, self._latest
 
 
-class HeliosVideoTrack(MediaStreamTrack):
-    """Sends the session's frames to one connection; `paused` gates it (PauseTrack/ResumeTrack)."""
-
+class _GatedTrack(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, feed: FrameFeed, *, paused: bool = False) -> None:
+    def __init__(self, feed: FrameFeed, *, paused: bool) -> None:
         super().__init__()
         self._feed = feed
-        self._seen = feed.seq  # frames published before this track existed are not replayed
         self._resumed = asyncio.Event()
         if not paused:
             self._resumed.set()
         self._t0: float | None = None
+        self.mime_type = "video/VP8"  # set from the negotiated codec once the offer is answered
         self.frames_sent = 0
         self.frames_skipped = 0
 
@@ -80,24 +89,76 @@ class HeliosVideoTrack(MediaStreamTrack):
         else:
             self._resumed.set()
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        while True:
-            await self._resumed.wait()
-            seq, render = await self._feed.next_after(self._seen)
-            if self.paused:  # paused while waiting: drop this frame, wait for resume
-                self._seen = seq
-                continue
-            break
-        if self.frames_sent:
-            self.frames_skipped += max(0, seq - self._seen - 1)
-        self._seen = seq
-        frame = av.VideoFrame.from_ndarray(render(), format="rgb24")
+    def _pts(self) -> int:
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        frame.pts = int((now - self._t0) * VIDEO_CLOCK_RATE)
+        return int((now - self._t0) * VIDEO_CLOCK_RATE)
+
+    async def _live(self) -> None:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._resumed.wait()
+
+
+class RawVideoTrack(_GatedTrack):
+    """Raw frames, encoded by aiortc for this connection alone."""
+
+    def __init__(self, feed: FrameFeed, *, paused: bool = False) -> None:
+        super().__init__(feed, paused=paused)
+        self._seen = feed.seq  # frames published before this track existed are not replayed
+
+    async def recv(self) -> av.VideoFrame:
+        while True:
+            await self._live()
+            await self._feed.wait_beyond(self._seen)
+            if not self.paused:
+                break
+        if self.frames_sent:
+            self.frames_skipped += max(0, self._feed.seq - self._seen - 1)
+        self._seen = self._feed.seq
+        ref = self._feed.latest
+        assert ref is not None
+        frame = av.VideoFrame.from_ndarray(ref.pixels(), format="rgb24")
+        frame.pts = self._pts()
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
         return frame
+
+
+class EncodedVideoTrack(_GatedTrack):
+    """Pre-encoded packets shared across sessions; per connection only packetizing and sending remain."""
+
+    def __init__(self, feed: FrameFeed, cache: EncodedChunkCache, *, paused: bool = False) -> None:
+        super().__init__(feed, paused=paused)
+        self._cache = cache
+        self._plan: ChunkPlan | None = None
+        self._chunk: EncodedChunk | None = None
+        self._next = 0  # index of the next packet of the current chunk to send
+
+    def set_paused(self, paused: bool) -> None:
+        super().set_paused(paused)
+        if not paused:
+            self._plan = None  # after a gap the decoder needs a key frame: restart at a chunk start
+
+    async def recv(self) -> av.Packet:
+        while True:
+            await self._live()
+            ref = self._feed.latest
+            if ref is not None and ref.plan is not self._plan:
+                if self._plan is not None and self._next < CHUNK_FRAMES:
+                    self.frames_skipped += CHUNK_FRAMES - self._next
+                self._plan = ref.plan
+                self._chunk = self._cache.chunk(ref.plan, self.mime_type)
+                self._next = 0
+            if ref is not None and self._next <= ref.index and self._chunk is not None:
+                break
+            seq = self._feed.seq
+            await self._feed.wait_beyond(seq)
+        data = await self._chunk.packet(self._next)
+        self._next += 1
+        packet = av.Packet(data)
+        packet.pts = self._pts()
+        packet.time_base = VIDEO_TIME_BASE
+        self.frames_sent += 1
+        return packet
