@@ -12,7 +12,7 @@ from aiortc import RTCDataChannel
 
 from .record import SessionRecord
 from .transport.encoded_chunks import EncodedChunkCache
-from .transport.peer import PeerTransport
+from .transport.peer import PeerTransport, TrickledCandidate
 from .transport.video_track import EncodedVideoTrack, FrameFeed, RawVideoTrack
 from .wire import codec_for_first_frame
 from .wire.common import CONTROL, DATA, Codec, Outbound
@@ -52,6 +52,8 @@ class Connection:
         self.video_paused = not legacy
         self.channels: dict[str, RTCDataChannel] = {}
         self.answer_sdp: str | None = None
+        self.early_candidates: list[TrickledCandidate] = []
+        self.early_final = False
         self.answer_error: str | None = None
         self.last_inbound = time.monotonic()
         self.ever_ready = False

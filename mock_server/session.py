@@ -23,7 +23,7 @@ from .images import UploadedFile
 from .model_schema import capabilities_commands
 from .record import SessionRecord
 from .transport.encoded_chunks import EncodedChunkCache
-from .transport.peer import OfferError, TrickledCandidate
+from .transport.peer import OfferError, TrickledCandidate, offer_ufrag
 from .transport.video_track import FrameFeed, FrameRef
 from .wire import common as w
 from .wire import provisional_codec
@@ -169,9 +169,14 @@ class Session:
         peer = conn.new_peer()
         if old_peer is not None:
             asyncio.get_running_loop().create_task(old_peer.close())
+        ufrag = offer_ufrag(sdp_offer)
+        early = [c for c in conn.early_candidates if c.ufrag in (None, ufrag)]
+        early_final, conn.early_candidates, conn.early_final = conn.early_final, [], False
         try:
             assert conn.video is not None
-            conn.answer_sdp = await asyncio.wait_for(peer.answer(sdp_offer, video_mid, conn.video), timeout=5)
+            conn.answer_sdp = await asyncio.wait_for(
+                peer.answer(sdp_offer, video_mid, conn.video, early, early_final), timeout=5
+            )
         except (OfferError, TimeoutError) as exc:
             conn.answer_error = str(exc) or "answering the offer timed out"
             log.warning("session %s connection %s: %s", self.id, conn.id, conn.answer_error)
@@ -184,10 +189,13 @@ class Session:
             for c in candidates
             if isinstance(c, dict)
         ]
-        if conn.peer is None:  # candidates before the offer: keep them on a peer-to-be
-            conn.new_peer()
-        assert conn.peer is not None
-        await conn.peer.add_candidates(items, is_final)
+        peer = conn.peer
+        if peer is not None and peer.answered and all(c.ufrag in (None, peer.remote_ufrag) for c in items):
+            await peer.add_candidates(items, is_final)
+            return
+        # Candidates of an offer not seen yet (they arrive before it, also on a reconnect): keep them.
+        conn.early_candidates.extend(items)
+        conn.early_final = conn.early_final or is_final
 
     def _connection_changed(self, conn: Connection) -> None:
         if conn.ready:

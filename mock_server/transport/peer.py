@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,21 @@ class TrickledCandidate:
     sdp_mid: str | None
     sdp_mline_index: int | None
 
+    @property
+    def ufrag(self) -> str | None:
+        """The ICE username fragment the candidate names, telling which offer it belongs to."""
+        found = _CANDIDATE_UFRAG.search(self.candidate)
+        return found.group(1) if found else None
+
+
+def offer_ufrag(sdp: str) -> str | None:
+    found = _OFFER_UFRAG.search(sdp)
+    return found.group(1) if found else None
+
+
+_CANDIDATE_UFRAG = re.compile(r"\bufrag (\S+)")
+_OFFER_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+
 
 class PeerTransport:
     """Wraps RTCPeerConnection for one registered connection. Events go up through callbacks."""
@@ -44,9 +60,8 @@ class PeerTransport:
         on_state: Callable[[str], None],
     ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self._remote_set = False
-        self._pending: list[TrickledCandidate] = []
-        self._pending_final = False
+        self.remote_ufrag: str | None = None
+        self.answered = False
         self.pc.on("datachannel", on_channel)
 
         @self.pc.on("connectionstatechange")
@@ -58,14 +73,19 @@ class PeerTransport:
         return self.pc.connectionState
 
     async def answer(
-        self, offer_sdp: str, video_mid: str | None, video: RawVideoTrack | EncodedVideoTrack
+        self,
+        offer_sdp: str,
+        video_mid: str | None,
+        video: RawVideoTrack | EncodedVideoTrack,
+        early_candidates: list[TrickledCandidate],
+        early_final: bool,
     ) -> str:
-        """Apply the offer, attach `video` to the transceiver with `video_mid`, return the answer SDP."""
+        """Apply the offer and the candidates trickled before it; attach `video` to `video_mid`; answer."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
             raise OfferError(f"the SDP offer could not be applied: {exc}") from exc
-        self._remote_set = True
+        self.remote_ufrag = offer_ufrag(offer_sdp)
         transceiver = None
         for candidate in self.pc.getTransceivers():
             if candidate.kind == "video" and (video_mid is None or candidate.mid == video_mid):
@@ -80,25 +100,21 @@ class PeerTransport:
         transceiver.setCodecPreferences(preferred)
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(video)
-        for item in self._pending:
+        for item in early_candidates:
             await self._add(item)
-        self._pending.clear()
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)  # completes ICE gathering: candidates are in the SDP
         negotiated = [c.mimeType for c in transceiver._codecs if c.mimeType in PREFERRED_VIDEO_CODECS]
         if not negotiated:
             raise OfferError("the offer has no video codec the mock can send (VP8 or H264)")
         video.mime_type = negotiated[0]
-        if self._pending_final:
+        if early_final:
             await self.pc.addIceCandidate(None)
+        self.answered = True
         return self.pc.localDescription.sdp
 
     async def add_candidates(self, candidates: list[TrickledCandidate], is_final: bool) -> None:
-        """Trickled client candidates; buffered until the offer has been applied."""
-        if not self._remote_set:
-            self._pending.extend(candidates)
-            self._pending_final = self._pending_final or is_final
-            return
+        """Trickled client candidates for the offer this peer answered."""
         for item in candidates:
             await self._add(item)
         if is_final:
