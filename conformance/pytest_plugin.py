@@ -8,6 +8,9 @@ Fixtures:
                  closed after the test.
 Options: --helios-speed (env HELIOS_MOCK_TEST_SPEED), --helios-url (HELIOS_MOCK_URL),
          --helios-resolution, --helios-strict.
+Markers: helios_strict (check this test's client violations even without --helios-strict),
+         helios_lenient (no check; with rule ids, e.g. helios_lenient("ping-missing"), ignore only those).
+Helpers (waiting for chunks and messages, markers from frames, assert_no_violations): conformance.helpers.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "helios_lenient: do not fail this test on client violations (strict mode)"
+        "markers",
+        "helios_lenient(*rule_ids): do not fail this test on client violations in strict mode "
+        "(with rule ids: only on those)",
+    )
+    config.addinivalue_line(
+        "markers", "helios_strict: fail this test on client violations even without --helios-strict"
     )
 
 
@@ -81,12 +89,15 @@ def helios(helios_server: HeliosServer, request: pytest.FixtureRequest) -> Itera
     """The session's server, reset before this test; in --helios-strict mode, violations fail the test."""
     helios_server.reset()
     yield helios_server
-    if request.config.getoption("--helios-strict") and not request.node.get_closest_marker("helios_lenient"):
-        from .client_rules import check_record
+    strict = request.config.getoption("--helios-strict") or request.node.get_closest_marker("helios_strict")
+    lenient = request.node.get_closest_marker("helios_lenient")
+    if not strict or (lenient is not None and not lenient.args):
+        return
+    from .client_rules import check_record
 
-        violations = check_record(helios_server.record())
-        if violations:
-            pytest.fail("client violated the Helios contract:\n" + "\n".join(str(v) for v in violations))
+    violations = check_record(helios_server.record(), ignore=lenient.args if lenient is not None else ())
+    if violations:
+        pytest.fail("client violated the Helios contract:\n" + "\n".join(f"  {v}" for v in violations))
 
 
 @pytest.fixture

@@ -437,6 +437,7 @@ def _admin_view(session: Session) -> dict[str, Any]:
             if e.direction == "http"
         ],
         "commands": commands,
+        "entries": [e.to_json() for e in entries],  # the transcript, for conformance.client_rules
     }
 
 

@@ -449,10 +449,12 @@ class Session:
                 if not self.helios.chunk_in_progress:  # reset dropped the chunk
                     break
             else:
+                self.feed.chunk_over = True
                 self.chunks_generated += 1
                 for message in self.helios.complete_chunk():
                     self._broadcast(message)
                 continue
+            self.feed.chunk_over = True
             next_t = None
 
     async def _watchdog(self) -> None:

@@ -44,12 +44,14 @@ class FrameFeed:
     def __init__(self) -> None:
         self.seq = 0
         self.latest: FrameRef | None = None
+        self.chunk_over = False  # the latest frame's chunk completed (or was dropped): nothing to join
         self._changed = asyncio.Event()
         self.closed = False
 
     def publish(self, ref: FrameRef) -> None:
         self.seq += 1
         self.latest = ref
+        self.chunk_over = False
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -139,13 +141,14 @@ class EncodedVideoTrack(_GatedTrack):
     def set_paused(self, paused: bool) -> None:
         super().set_paused(paused)
         if not paused:
-            self._plan = None  # after a gap the decoder needs a key frame: restart at a chunk start
+            self._plan, self._chunk = None, None  # after a gap the decoder needs a key frame: chunk start
 
     async def recv(self) -> av.Packet:
         while True:
             await self._live()
             ref = self._feed.latest
-            if ref is not None and ref.plan is not self._plan:
+            joining = self._plan is None and self._feed.chunk_over  # don't replay a finished chunk
+            if ref is not None and ref.plan is not self._plan and not joining:
                 if self._plan is not None and self._next < CHUNK_FRAMES:
                     self.frames_skipped += CHUNK_FRAMES - self._next
                 self._plan = ref.plan

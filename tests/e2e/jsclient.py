@@ -262,7 +262,13 @@ class RunResult:
 
     @property
     def harness_log(self) -> str:
-        return _read_text(self.out_dir / "harness.log") + _read_text(self.out_dir / "ns.stderr")
+        """ns_scenario's notes, plus anything else the namespace wrapper printed (e.g. a traceback)."""
+        extra = [
+            line
+            for line in _read_text(self.out_dir / "ns.stderr").splitlines()
+            if not line.startswith("[ns_scenario]")
+        ]
+        return _read_text(self.out_dir / "harness.log") + "\n".join(extra)
 
     def context(self, lines: int = 40) -> str:
         """Tails of the driver output, the event log and the server log, for assertion messages."""

@@ -245,10 +245,11 @@ VP8_MARKERS = [
 ]
 
 
-def scrolling_noise(size: tuple[int, int], index: int, m: Markers) -> np.ndarray:
-    """Full-resolution noise scrolling 3 px per frame, with a scene cut at every chunk boundary."""
+def scrolling_noise(size: tuple[int, int], m: Markers) -> np.ndarray:
+    """Harsh content: 2x2-pixel noise scrolling 3 px per frame, with a scene cut at every chunk boundary."""
     width, height = size
-    field = np.random.default_rng(m.chunk).integers(0, 256, (height, 2 * width, 3), dtype=np.uint8)
+    field = np.random.default_rng(m.chunk).integers(0, 256, (height // 2, width, 3), dtype=np.uint8)
+    field = np.repeat(np.repeat(field, 2, axis=0), 2, axis=1)
     frame = np.ascontiguousarray(field[:, 3 * m.frame : 3 * m.frame + width])
     encode_markers(frame, m)
     return frame
@@ -258,7 +259,7 @@ def scrolling_noise(size: tuple[int, int], index: int, m: Markers) -> np.ndarray
 def test_band_survives_aiortc_vp8(size: tuple[int, int]) -> None:
     """Every frame, key frame included, decodes exactly after aiortc's own VP8 at its default bitrate."""
     width, height = size
-    frames = (scrolling_noise(size, i, m) for i, m in enumerate(VP8_MARKERS))
+    frames = (scrolling_noise(size, m) for m in VP8_MARKERS)
     decoded = list(vp8_roundtrip(frames))
     assert len(decoded) == len(VP8_MARKERS)
     for m, out in zip(VP8_MARKERS, decoded, strict=True):
@@ -271,8 +272,8 @@ def test_band_survives_aiortc_vp8(size: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("size", VP8_SIZES)
 def test_starved_vp8_never_misreads(size: tuple[int, int]) -> None:
-    """Fresh white noise every frame starves the encoder (it may skip band macroblocks): reads are then
-    None, never wrong values, and most frames still decode."""
+    """Fresh full-resolution white noise every frame starves the encoder, which then sometimes skips a band
+    macroblock (seen at 320x192): such reads are None, never wrong values, and most frames still decode."""
     markers = VP8_MARKERS[::2]
     frames = (canvas(size, i, m) for i, m in enumerate(markers))
     results = [decode_markers(out.to_ndarray(format="rgb24")) for out in vp8_roundtrip(frames)]
