@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from netns import run_in_netns
+from prereq import missing_prerequisite
 
 REPO = Path(__file__).resolve().parents[2]
 JS_DIR = REPO / "tests" / "js"
@@ -46,16 +47,16 @@ def ensure_node_modules() -> None:
     if _npm_ready == "ok":
         return
     if _npm_ready is not None:
-        pytest.skip(_npm_ready)
+        missing_prerequisite(_npm_ready)
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         _npm_ready = "node and npm are needed for the JS SDK tests (Node 20)"
-        pytest.skip(_npm_ready)
+        missing_prerequisite(_npm_ready)
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     match = re.match(r"v(\d+)", version)
     if not match or int(match.group(1)) < MIN_NODE_MAJOR:
         _npm_ready = f"Node >= {MIN_NODE_MAJOR} needed for the JS SDK tests, found {version or 'unknown'}"
-        pytest.skip(_npm_ready)
+        missing_prerequisite(_npm_ready)
     lock_hash = hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
     stamp = JS_DIR / _STAMP
     lock_path = (

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pytest
+from prereq import missing_prerequisite
 
 NS_ADDRESS = "198.18.0.1"
 NS_PREFIX = 24
@@ -66,7 +66,7 @@ def require_netns() -> None:
     """pytest.skip with the reason when a namespace cannot be created."""
     reason = unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing_prerequisite(reason)
 
 
 def run_in_netns(
