@@ -14,13 +14,14 @@ PY start, save_snapshot -> both watch chunks; JS list_snapshots after chunk 3 ->
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsclient import DRIVER, Frame, RunResult, Scenario, ensure_node_modules, read_frames
-from py_scenarios.pyrun import PyRunResult, load_py_run, program_argv, run_ns
+from py_scenarios.pyrun import PyRunResult, load_py_run, program_argv, require_python_sdk, run_ns
 
 from mock_server.markers import prompt_id
 
@@ -65,11 +66,12 @@ def build_js_scenario() -> Scenario:
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, PyRunResult]:
     """One run: server + JS driver + Python client, all in one namespace."""
     ensure_node_modules()
+    require_python_sdk()
     out_dir: Path = tmp_path_factory.mktemp("mixed")
     scenario = build_js_scenario()
     scenario_path = out_dir / "scenario.json"
     scenario_path.write_text(json.dumps(scenario.to_json(out_dir), indent=1))
-    js_argv = ["node", str(DRIVER), str(scenario_path)]
+    js_argv = [shutil.which("node") or "node", str(DRIVER), str(scenario_path)]
     py_out = out_dir / "py"
     py_argv = program_argv(
         "mixed_session.py",
@@ -149,7 +151,10 @@ def test_one_session_two_encodings(mixed: tuple[RunResult, PyRunResult]) -> None
         assert (name, js_id) in by_conn, f"{name} not recorded for the JS connection: {by_conn}"
     requests = [(h["method"], h["path"]) for h in session["http"]]
     assert requests.count(("POST", "/start_session")) == 1, requests  # JS only; PY adopted
-    assert ("GET", "/session") in requests, "PY's connect(session_id=...) should GET /session"
+    own = py.facts["own_session_gets"]  # the program's own polls, besides the SDK's adoption call
+    assert requests.count(("GET", "/session")) == own + 1, (
+        "PY's connect(session_id=) should GET /session once"
+    )
     assert requests.count(("POST", "/stop_session")) == 1, requests  # JS's disconnect only
     assert requests[-1] == ("POST", "/stop_session"), requests[-3:]
     assert not session["rejections"], session["rejections"]

@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from jsclient import Frame
 from py_scenarios.pyrun import PyRunResult, run_py_scenario
 
-from mock_server.images import image_id_of
+from mock_server.frames import render_frame
+from mock_server.images import UploadedFile, condition_image, image_id_of
 from mock_server.markers import prompt_id
+from mock_server.plan import ChunkPlan
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +47,8 @@ P3 = "Night falls over the forest"
 P4 = "A lighthouse on a cliff at dawn"
 IMAGE_SIZE = (50, 30)
 SNAPSHOT_LABEL = "before-rewind"
+PROBE_FRAME = 16  # py_scenarios/common.py keeps the pixels of this frame of every chunk
+MAX_PIXEL_ERROR = 6.0  # mean absolute difference (grey levels) between a received frame and its render
 
 _connect_times: list[tuple[str, float]] = []
 
@@ -60,12 +65,12 @@ def connect_time_summary(request: pytest.FixtureRequest) -> Iterator[None]:
     runs = ", ".join(f"{name} {ms:.1f} ms" for name, ms in _connect_times)
     medians = ", ".join(f"{mode} {statistics.median(v):.1f} ms" for mode, v in by_mode.items())
     line = f"[py-sdk] connect() -> ready: {runs}; median: {medians}"
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(f"\n{line}")
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}")
 
 
 def _run(mode: str, out_dir: Path, *extra: str) -> PyRunResult:
@@ -187,7 +192,7 @@ def test_every_reply(run: PyRunResult) -> None:
         "schedule_p1": {"type": "prompt_accepted", "data": {"prompt": P1, "chunk": f["p1_chunk"]}},
         "set_prompt_p2": {"type": "prompt_accepted", "data": {"prompt": P2, "chunk": f["p2_chunk"]}},
         "set_image": {"type": "image_accepted", "data": {"width": IMAGE_SIZE[0], "height": IMAGE_SIZE[1]}},
-        "set_image_strength": None,
+        "set_image_strength": None,  # its effect is checked in test_pixels_match_render
         "set_sr_scale": None,
         "pause": {"type": "generation_paused", "data": {"frame": 33 * paused, "chunk": paused}},
         "set_prompt_p3": {"type": "prompt_accepted", "data": {"prompt": P3, "chunk": paused + 1}},
@@ -296,6 +301,56 @@ def test_sr_scale_exact(run: PyRunResult) -> None:
     assert {(f.width, f.height) for f in gen2} == {OUTPUT}, "reset did not restore sr_scale 2x"
 
 
+def test_pixels_match_render(run: PyRunResult) -> None:
+    """Received frames equal the mock's deterministic render of the expected plan (up to VP8 loss).
+
+    This is what shows set_image_strength taking effect at exactly one chunk boundary: the markers do not
+    carry the strength, but the blend does.
+    """
+    f = run.facts
+    image_chunk, strength_chunk, sr_chunk = f["image_chunk"], f["strength_chunk"], f["sr_chunk"]
+    assert image_chunk < strength_chunk < sr_chunk, f
+    png = (run.out_dir / "ref.png").read_bytes()
+    image = condition_image(UploadedFile("ref", "ref.png", "image/png", png))
+    sched = schedule(run)
+    probes = np.load(run.out_dir / "probes.npz")
+
+    def plan(chunk: int, second: bool, strength: float | None = None) -> ChunkPlan:
+        if second:
+            return ChunkPlan(chunk, P4, SEED, None, 1.0, "2x")
+        prompt = sched[max(s for s in sched if s <= chunk)]
+        if strength is None:
+            strength = 0.5 if chunk >= strength_chunk else 1.0
+        return ChunkPlan(
+            chunk,
+            prompt,
+            SEED,
+            image if chunk >= image_chunk else None,
+            strength,
+            "off" if chunk >= sr_chunk else "2x",
+        )
+
+    def error(frame: np.ndarray, p: ChunkPlan) -> float:
+        want = render_frame(p, PROBE_FRAME, NATIVE).astype(np.int16)
+        assert want.shape == frame.shape, (p, frame.shape)
+        return float(np.abs(want - frame.astype(np.int16)).mean())
+
+    checked: dict[tuple[int, bool], float] = {}
+    for key in probes.files:
+        chunk, pid = (int(part[1:]) for part in key.split("_"))
+        second = pid == prompt_id(P4)
+        checked[(chunk, second)] = error(probes[key], plan(chunk, second))
+    bad = {k: round(v, 1) for k, v in checked.items() if v > MAX_PIXEL_ERROR}
+    assert not bad, f"frames differ from the render of their plan (chunk, gen 2) -> error: {bad}"
+    for chunk in (strength_chunk - 1, strength_chunk):
+        assert (chunk, False) in checked, f"no probe frame of chunk {chunk}: {sorted(checked)}"
+        key = f"c{chunk}_p{prompt_id(plan(chunk, False).prompt)}"
+        other = error(probes[key], plan(chunk, False, 1.0 if chunk >= strength_chunk else 0.5))
+        assert other > 3 * checked[(chunk, False)], (
+            f"chunk {chunk}: strength not distinguishable ({other:.1f})"
+        )
+
+
 def test_seed(run: PyRunResult) -> None:
     seeds = {f.markers.seed for f in marked(run.frames)}
     assert seeds == {SEED}, f"set_seed {SEED} (kept by reset) but frames carry {seeds}"
@@ -307,7 +362,9 @@ def test_pause_resume(run: PyRunResult) -> None:
     gen1, _ = generations(run)
     early = [(f.t_ms, f.markers.chunk) for f in gen1 if f.markers.chunk > paused and f.t_ms < t_resume]
     assert not early, f"frames of chunks after {paused} arrived before resume ({t_resume} ms): {early[:5]}"
-    assert sum(1 for f in gen1 if f.markers.chunk == paused) == 33, "the paused chunk did not complete"
+    # the chunk in progress completes (the SDK may drop a frame now and then: it keeps only the newest)
+    tail = [f.markers.frame for f in gen1 if f.markers.chunk == paused]
+    assert len(tail) >= 28 and max(tail) >= 30, f"the paused chunk did not complete: frames {tail}"
     t_paused = run.event_time("message", type="generation_paused")
     during = [
         int(m["data"]["chunk_index"]) for m in run.of_type("chunk_complete") if t_paused < m["t"] < t_resume
@@ -324,7 +381,7 @@ def test_snapshots_and_rewind(run: PyRunResult) -> None:
     gen1, _ = generations(run)
     again = [f for f in gen1 if f.markers.chunk == snap and f.t_ms > t_rewind]
     before = [f for f in gen1 if f.markers.chunk == snap and f.t_ms < t_rewind]
-    assert len(before) == 33 and again, (
+    assert len(before) >= 28 and len(again) >= 28, (
         f"chunk {snap}: {len(before)} frames before the rewind, {len(again)} after"
     )
     # after the rewind, the chunk in progress finished, then generation went on from the snapshot's chunk

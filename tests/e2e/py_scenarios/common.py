@@ -8,6 +8,8 @@
   error}, ``check`` {ok, text}, ``done``), so jsclient.RunResult can read both clients' runs;
 * ``frames.jsonl`` — one line per ``main_video`` frame: ``[t_ms, width, height, markers]`` where markers is
   ``[chunk, frame, prompt_id, seed, image_id]`` decoded with mock_server.markers, or null;
+* ``probes.npz`` — the RGB pixels of frame ``PROBE_FRAME`` of every (chunk, prompt_id) seen first, keyed
+  ``c<chunk>_p<prompt_id>``, for pixel-level comparisons with mock_server.frames;
 * ``results.json`` — summary at exit: ok, failures, replies per step, timings, counts.
 
 Hard expectations (``require``/waits) raise ``ScenarioFailed`` and end the program; soft ones (``check``) are
@@ -32,6 +34,8 @@ import numpy as np
 from reactor_sdk import Reactor, ReactorError
 
 from mock_server.markers import decode_markers
+
+PROBE_FRAME = 16  # frame-in-chunk whose pixels are kept (the middle of the chunk)
 
 Where = Mapping[str, Any] | Callable[[dict[str, Any]], bool] | None
 
@@ -94,6 +98,7 @@ class Recorder:
         self._frames_lock = threading.Lock()
         self.messages: list[dict[str, Any]] = []
         self.frames: list[tuple[float, int, int, tuple[int, ...] | None]] = []
+        self.probes: dict[str, np.ndarray] = {}
         self.statuses: list[str] = []
         self.errors: list[Any] = []
         self.failures: list[str] = []
@@ -170,6 +175,8 @@ class Recorder:
         with self._frames_lock:
             self.frames.append((t, width, height, markers))
             self._frames_file.write(json.dumps([t, width, height, markers]) + "\n")
+            if m is not None and m.frame == PROBE_FRAME:
+                self.probes.setdefault(f"c{m.chunk}_p{m.prompt_id}", np.array(frame, copy=True))
 
     # ── expectations ──────────────────────────────────────────────────────────────────────────────────
 
@@ -298,6 +305,18 @@ class Recorder:
         found = self.find(msg_type, where, after)
         self.require(found is None, f"no {msg_type} expected for {for_s:.2f} s, got {found}")
 
+    async def settle_status(self, status: str, since: int, timeout: float = 3.0) -> bool:
+        """Soft check that a status_changed event for ``status`` arrived after the first ``since`` ones.
+
+        The SDK resolves connect()/disconnect() and dispatches status_changed independently, so the event can
+        trail the awaited call; this keeps the loop running until it is in.
+        """
+        try:
+            await self.wait_for(lambda: status in self.statuses[since:], timeout, f"status_changed({status})")
+        except ScenarioFailed as exc:
+            return self.check(False, str(exc))
+        return True
+
     def frames_since(self, t_ms: float) -> list[tuple[float, int, int, tuple[int, ...] | None]]:
         with self._frames_lock:
             return [f for f in self.frames if f[0] >= t_ms]
@@ -337,6 +356,8 @@ class Recorder:
         (self.out_dir / "results.json").write_text(json.dumps(summary, indent=1))
         with self._frames_lock:
             self._frames_file.close()
+            if self.probes:
+                np.savez_compressed(self.out_dir / "probes.npz", **self.probes)
         self._events.close()
         for line in self.failures:
             self.note(f"FAILED: {line}")

@@ -103,6 +103,8 @@ class Workflow:
     # ── scenario ──────────────────────────────────────────────────────────────────────────────────────
 
     async def connect(self) -> None:
+        since = len(self.rec.statuses)
+
         async def do() -> dict[str, Any]:
             started = time.monotonic()
             await self.reactor.connect()
@@ -116,6 +118,7 @@ class Workflow:
 
         result = await self.rec.step("connect", do)
         self.rec.require(result["status"] == "ready", f"status after connect(): {result['status']}")
+        await self.rec.settle_status("ready", since)
         sid = result["session_id"] or ""
         if self.mode == "local":
             self.rec.expect_equal(sid, "local", "session id")
@@ -193,13 +196,18 @@ class Workflow:
         await rec.wait_message("conditions_ready", {"has_prompt": True, "has_image": True}, after=mark)
         state = await rec.wait_message("state", {"image_set": True}, after=mark, save_as="image_state")
         image_chunk = int(state["data"]["current_chunk"]) + 1
+
+        # set_image_strength one chunk later: the blend weight changes at the next chunk boundary
+        await self.wait_cc(image_chunk)
+        await self.mid_chunk()
         mark = rec.mark()
         await self.cmd("set_image_strength", "set_image_strength", {"image_strength": 0.5})
         self.reply_is("set_image_strength", None)
-        await rec.wait_message("state", {"image_strength": 0.5}, after=mark)
+        state = await rec.wait_message("state", {"image_strength": 0.5}, after=mark, save_as="strength_state")
+        strength_chunk = int(state["data"]["current_chunk"]) + 1
 
         # set_sr_scale "off" one chunk later: the frame size halves at a chunk boundary
-        await self.wait_cc(image_chunk)
+        await self.wait_cc(strength_chunk)
         await self.mid_chunk()
         mark = rec.mark()
         await self.cmd("set_sr_scale", "set_sr_scale", {"sr_scale": "off"})
@@ -259,6 +267,7 @@ class Workflow:
             p1_chunk=p1_chunk,
             p2_chunk=p2_chunk,
             image_chunk=image_chunk,
+            strength_chunk=strength_chunk,
             sr_chunk=sr_chunk,
             paused_chunk=paused_chunk,
             snap_chunk=snap_chunk,
@@ -354,11 +363,11 @@ class Workflow:
         gs = await rec.wait_message("generation_started", after=mark, save_as="gs2")
         rec.expect_equal(gs["data"], {"prompt": P4, "chunk_index": 0}, "second generation_started")
         await self.wait_cc(0, after=mark, save_as="cc2_0")
-        self.facts["gen2_mark"] = mark
 
     async def reconnect(self) -> None:
         rec = self.rec
         mark = rec.mark()
+        since = len(rec.statuses)
 
         async def do() -> dict[str, Any]:
             started = time.monotonic()
@@ -369,25 +378,28 @@ class Workflow:
 
         result = await rec.step("reconnect", do)
         rec.require(result["status"] == "ready", f"status after reconnect(): {result['status']}")
+        await rec.settle_status("ready", since)
         t_ready = rec.now_ms()
         self.facts["t_reconnected_ms"] = t_ready
         await rec.wait_message("state", after=mark, save_as="state_after_reconnect")
         await rec.wait_message("chunk_complete", after=rec.mark(), timeout=5 * self.chunk_s + 5)
         await rec.wait_frames(10, t_ready, 5.0, "after reconnect()")
-        reply = await self.cmd("list_after_reconnect", "list_snapshots")
+        await self.cmd("list_after_reconnect", "list_snapshots")  # a command round trip on the new peer
         self.reply_is(
             "list_after_reconnect",
             {"type": "snapshot_list", "data": {"snapshots": [], "count": 0, "capacity": 50}},
         )
-        del reply
 
     async def disconnect(self) -> None:
+        since = len(self.rec.statuses)
+
         async def do() -> dict[str, Any]:
             await self.reactor.disconnect()
             return {"status": self.reactor.status.value}
 
         result = await self.rec.step("disconnect", do)
         self.rec.expect_equal(result["status"], "disconnected", "status after disconnect()")
+        await self.rec.settle_status("disconnected", since)
 
     async def short(self) -> None:
         rec = self.rec

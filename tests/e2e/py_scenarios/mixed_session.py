@@ -34,10 +34,16 @@ async def run(rec: Recorder, reactor: Reactor, args: argparse.Namespace, facts: 
     chunk_s = 33 / (24 * args.speed)
     url = api_url()
 
+    def count_session_get(descriptor: dict[str, Any]) -> None:
+        """The server records a GET /session under the session only if one runs ("READY" = none yet)."""
+        if descriptor.get("state") != "READY":
+            facts["own_session_gets"] += 1
+
     async def js_connected() -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             descriptor = await asyncio.to_thread(http_json, f"{url}/session")
+            count_session_get(descriptor)
             if descriptor.get("state") == "STREAMING":
                 return {"descriptor_state": descriptor["state"], "session_id": descriptor.get("session_id")}
             await asyncio.sleep(0.1)
@@ -56,9 +62,11 @@ async def run(rec: Recorder, reactor: Reactor, args: argparse.Namespace, facts: 
             "status": reactor.status.value,
         }
 
+    since = len(rec.statuses)
     result = await rec.step("connect", connect)
     rec.require(result["status"] == "ready", f"status after connect(session_id='local'): {result['status']}")
     rec.expect_equal(result["session_id"], "local", "adopted session id")
+    await rec.settle_status("ready", since)
     await rec.wait_message("state", save_as="initial_state")
 
     mark = rec.mark()
@@ -111,9 +119,12 @@ async def run(rec: Recorder, reactor: Reactor, args: argparse.Namespace, facts: 
         await reactor.disconnect()
         return {"status": reactor.status.value}
 
+    since = len(rec.statuses)
     result = await rec.step("disconnect", disconnect)
     rec.expect_equal(result["status"], "disconnected", "status after disconnect()")
+    await rec.settle_status("disconnected", since)
     after = await asyncio.to_thread(http_json, f"{url}/session")
+    count_session_get(after)
     facts["session_state_after_disconnect"] = after.get("state")
     rec.check(
         after.get("state") not in ("READY", "CLOSING"), f"session ended by the adopting client: {after}"
@@ -132,7 +143,12 @@ async def main() -> int:
     rec = Recorder(Path(args.out), "py-mixed")
     reactor = Reactor("helios", local=True, api_url=api_url())
     rec.attach(reactor)
-    facts: dict[str, Any] = {"py_prompt": PY_PROMPT, "js_prompt": args.js_prompt, "js_chunk": args.js_chunk}
+    facts: dict[str, Any] = {
+        "py_prompt": PY_PROMPT,
+        "js_prompt": args.js_prompt,
+        "js_chunk": args.js_chunk,
+        "own_session_gets": 0,  # GET /session made by this program itself (not the SDK) while a session ran
+    }
     error: BaseException | None = None
     try:
         await asyncio.wait_for(run(rec, reactor, args, facts), timeout=args.timeout)

@@ -7,6 +7,7 @@ plus the program's results.json and its ``facts``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -16,8 +17,15 @@ from typing import Any
 
 from jsclient import NS_SCENARIO, REPO, Frame, RunResult
 from netns import run_in_netns
+from prereq import missing_prerequisite
 
 HERE = Path(__file__).resolve().parent
+
+
+def require_python_sdk() -> None:
+    """Skip (fail in CI) when the published Python SDK is not installed in this interpreter."""
+    if importlib.util.find_spec("reactor_sdk") is None:
+        missing_prerequisite("reactor-sdk==1.13.0 is not installed (pip install -e '.[test]')")
 
 
 def read_py_frames(path: Path) -> list[Frame]:
@@ -140,6 +148,7 @@ def run_py_scenario(
     timeout: float = 180.0,
 ) -> PyRunResult:
     """One mock server + one Python client program in a fresh namespace; all files stay in ``out_dir``."""
+    require_python_sdk()
     client = program_argv(program, out_dir, *program_args)
     rc = run_ns(out_dir, [client], server_args=server_args, api_host=api_host, timeout=timeout)
     return load_py_run(mode, rc, out_dir, out_dir, "client.log")
