@@ -63,7 +63,7 @@ def _layout(native_size: Size) -> dict[str, int]:
     return {"band": band, "track_top": track_top, "track_bottom": track_bottom}
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _background(prompt: str, native_size: Size) -> np.ndarray:
     """(H, W, 3) float32 gradient whose hue, saturation and value derive from the prompt text."""
     width, height = native_size
@@ -217,7 +217,7 @@ def _label(chunk_index: int, native_size: Size) -> np.ndarray:
 
 
 def _wrapped_spans(start: int, stop: int, offset: int, period: int) -> list[tuple[int, int, int]]:
-    """Split [start, stop) into (dst_start, dst_stop, src_start) spans of ``src = (dst + offset) % period``."""
+    """Split [start, stop) into (dst_start, dst_stop, src_start) runs where src = (dst + offset) % period."""
     spans = []
     pos = start
     while pos < stop:
