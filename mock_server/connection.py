@@ -48,6 +48,7 @@ class Connection:
         self._on_change = on_change
         self.peer: PeerTransport | None = None
         self.video: RawVideoTrack | EncodedVideoTrack | None = None
+        self._frames_before = [0, 0]  # frames sent / skipped by the tracks of earlier peers
         # RT2 rule: registered connections start with outputs paused until ResumeTrack; legacy ones don't.
         self.video_paused = not legacy
         self.channels: dict[str, RTCDataChannel] = {}
@@ -78,8 +79,8 @@ class Connection:
             "codec": self.codec.name,
             "ready": self.ready,
             "video_paused": self.video_paused,
-            "frames_sent": self.video.frames_sent if self.video else 0,
-            "frames_skipped": self.video.frames_skipped if self.video else 0,
+            "frames_sent": self._frames_before[0] + (self.video.frames_sent if self.video else 0),
+            "frames_skipped": self._frames_before[1] + (self.video.frames_skipped if self.video else 0),
         }
 
     # ------------------------------------------------------------------ signalling
@@ -88,6 +89,9 @@ class Connection:
         """A fresh peer for an offer (first POST or a PUT reconnect); the old one is closed by the caller."""
         self.answer_sdp = None
         self.answer_error = None
+        if self.video is not None:  # keep the totals of earlier peers (reconnects)
+            self._frames_before[0] += self.video.frames_sent
+            self._frames_before[1] += self.video.frames_skipped
         self.peer = PeerTransport(on_channel=self._channel_opened, on_state=self._peer_state)
         if self._chunk_cache is not None:
             self.video = EncodedVideoTrack(self._feed, self._chunk_cache, paused=self.video_paused)

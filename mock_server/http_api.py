@@ -138,6 +138,15 @@ def create_app(settings: Settings) -> FastAPI:
             session.record.add(
                 "http", f"{request.method} {request.url.path}", body={"status": response.status_code}
             )
+        elif not request.url.path.startswith("/admin"):
+            registry.unbound_http.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "t": round(time.time(), 3),
+                }
+            )
         return response
 
     # ------------------------------------------------------------------ local mode
@@ -353,7 +362,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/admin/record", tags=["admin"])
     async def admin_record() -> dict[str, Any]:
-        return {"sessions": [_admin_view(s) for s in registry.all_sessions()]}
+        return {
+            "sessions": [_admin_view(s) for s in registry.all_sessions()],
+            "http": list(registry.unbound_http),  # requests tied to no session (e.g. POST /tokens)
+        }
 
     @app.get("/admin/sessions/{session_id}/transcript", tags=["admin"])
     async def admin_transcript(session_id: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Registry:
         self.closed: OrderedDict[str, Session] = OrderedDict()
         self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> {account, expires_at, max_sessions, created}
         self._creations: deque[float] = deque()
+        self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
         self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
 
@@ -230,6 +231,7 @@ class Registry:
         """Close every session and forget all records (the test fixture's reset)."""
         await self.shutdown("the server was reset")
         self.closed.clear()
+        self.unbound_http.clear()
         self.tokens.clear()
         self._creations.clear()
 
