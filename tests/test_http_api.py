@@ -204,7 +204,7 @@ def test_production_concurrency_limit_is_429_with_retry_after(http: httpx.Client
     assert "limit 5" in _detail(resp)
 
 
-def test_tokens(http: httpx.Client) -> None:
+def test_tokens(http: httpx.Client, helios: HeliosServer) -> None:
     assert http.post("/tokens").status_code == 401
     minted = http.post(
         "/tokens",
@@ -218,6 +218,8 @@ def test_tokens(http: httpx.Client) -> None:
     assert http.post("/sessions", json=SESSION_BODY, headers=headers).status_code == 201
     over = http.post("/sessions", json=SESSION_BODY, headers=headers)
     assert over.status_code == 403 and "at most 1" in _detail(over)
+    unbound = [(h["method"], h["path"], h["status"]) for h in helios.record()["http"]]
+    assert unbound[:2] == [("POST", "/tokens", 401), ("POST", "/tokens", 200)]
 
 
 def test_cors_preflight(http: httpx.Client) -> None:
