@@ -20,9 +20,9 @@ from mock_server.commands import COMMANDS, UPLOAD_PARAMS, CommandRejected, valid
 
 RULES: dict[str, str] = {
     "command-unknown": "a command name Helios does not have (HELIOS.md §5.1)",
-    "command-invalid": "command parameters fail the command's schema: missing, wrong type, out of range (§3.3)",
+    "command-invalid": "parameters fail the command schema (missing, wrong type, out of range; §3.3)",
     "upload-in-data": "an upload parameter sent in 'data' instead of 'uploads' (PROTOCOL.md §3.2)",
-    "upload-not-put": "a command references an upload whose bytes were never PUT before it (PROTOCOL.md §1.7)",
+    "upload-not-put": "a command references an upload whose bytes were not PUT before it (PROTOCOL.md §1.7)",
     "upload-not-announced": "a command references an upload never announced with fileUploaded (§1.7 step 3)",
     "command-before-ready": "a command sent on a connection that was not ready (HELIOS.md §2 step 1)",
     "start-without-prompt": "start sent while no prompt is scheduled at chunk 0 (HELIOS.md §2 step 2)",
@@ -123,14 +123,21 @@ def check_record(
             "entries": view["entries"] if "entries" in view else _entries_from_summary(view),
             "rejections": view.get("rejections", []),
         }
-        violations += check_transcript(transcript, ping_tolerance=ping_tolerance, codecs=codecs, ignore=ignore)
+        violations += check_transcript(
+            transcript, ping_tolerance=ping_tolerance, codecs=codecs, ignore=ignore
+        )
     return violations
 
 
 def _entries_from_summary(view: Mapping[str, Any]) -> list[dict[str, Any]]:
     """An admin record without entries (older servers): rebuild what its http and commands lists hold."""
     entries = [
-        {"t": h["t"], "direction": "http", "kind": f"{h['method']} {h['path']}", "body": {"status": h["status"]}}
+        {
+            "t": h["t"],
+            "direction": "http",
+            "kind": f"{h['method']} {h['path']}",
+            "body": {"status": h["status"]},
+        }
         for h in view.get("http", ())
     ]
     entries += [
@@ -172,7 +179,9 @@ class _Pending:
 
 
 class _Checker:
-    def __init__(self, transcript: Mapping[str, Any], *, ping_tolerance: float, codecs: dict[int, str]) -> None:
+    def __init__(
+        self, transcript: Mapping[str, Any], *, ping_tolerance: float, codecs: dict[int, str]
+    ) -> None:
         self.session_id = transcript.get("session_id")
         self.entries: list[Mapping[str, Any]] = list(transcript.get("entries", ()))
         self.rejections: list[Mapping[str, Any]] = list(transcript.get("rejections", ()))
@@ -292,7 +301,7 @@ class _Checker:
     def on_command(self, entry: Mapping[str, Any], body: Mapping[str, Any], conn: _Conn, rid: str) -> None:
         name = str(body.get("type", ""))
         if entry.get("connection_id") in self.with_ready_events and not conn.ready:
-            self.flag("command-before-ready", f"{name} sent before the connection was ready", entry)
+            self.flag("command-before-ready", f"{name} sent while the connection was not ready", entry)
         if conn.codec == "v1" and not rid:
             self.flag(
                 "request-id-missing", f"v1 command {name} without request_id gets no correlated reply", entry
@@ -354,7 +363,9 @@ class _Checker:
         elif name == "schedule_prompt" and started:
             if params.chunk < chunk:
                 self.flag(
-                    "prompt-in-past", f"schedule_prompt for chunk {params.chunk} while at chunk {chunk}", entry
+                    "prompt-in-past",
+                    f"schedule_prompt for chunk {params.chunk} while at chunk {chunk}",
+                    entry,
                 )
             elif params.chunk == chunk:  # past iff a chunk is in progress: the server's refusal decides
                 assert self.pending is not None

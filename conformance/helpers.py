@@ -1,11 +1,11 @@
 """Test helpers for raw wire clients (`conformance.wire_client.WireClient`) and server records.
 
-    client = await helios_client(wire="v1")
-    client.send_command("set_prompt", {"prompt": "a fox"}); client.send_command("start")
-    await wait_for_chunk(client, 2)                                   # chunk 2 completed
-    msg = await expect_message(client, "state", where={"current_chunk": 3})
-    assert prompt_ids_by_chunk(client)[1] == {prompt_id("a fox")}     # proven from the pixels
-    assert_no_violations(helios)                                      # the client kept the contract
+client = await helios_client(wire="v1")
+client.send_command("set_prompt", {"prompt": "a fox"}); client.send_command("start")
+await wait_for_chunk(client, 2)                                   # chunk 2 completed
+msg = await expect_message(client, "state", where={"current_chunk": 3})
+assert prompt_ids_by_chunk(client)[1] == {prompt_id("a fox")}     # proven from the pixels
+assert_no_violations(helios)                                      # the client kept the contract
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "keepalive",
     "markers_by_chunk",
     "prompt_ids_by_chunk",
+    "resume_video",
     "send_ping",
     "violations",
     "wait_for_chunk",
@@ -42,7 +43,9 @@ def _matches(where: Where, data: Any) -> bool:
         return True
     if callable(where):
         return bool(where(data))
-    return isinstance(data, Mapping) and all(key in data and data[key] == value for key, value in where.items())
+    return isinstance(data, Mapping) and all(
+        key in data and data[key] == value for key, value in where.items()
+    )
 
 
 async def expect_message(
@@ -54,7 +57,9 @@ async def expect_message(
     v1's ``33.0`` equals ``33``). Fails the test (AssertionError) after `timeout` s, listing what came.
     """
     try:
-        return await client.wait_message(type_, lambda data: _matches(where, data), since=since, timeout=timeout)
+        return await client.wait_message(
+            type_, lambda data: _matches(where, data), since=since, timeout=timeout
+        )
     except TimeoutError:
         seen = [f"{r.type} {json.dumps(r.data, default=str)[:80]}" for r in client.messages(since=since)[-8:]]
         condition = f" matching {where!r}" if where is not None and not callable(where) else ""
@@ -82,8 +87,10 @@ async def wait_for_frame(
         return await client.wait_frames(lambda f: f.markers is not None and where(f.markers), timeout=timeout)
     except TimeoutError:
         last = next((f.markers for f in reversed(client.frames) if f.markers is not None), None)
+        hint = " (a v1 client gets video only after resume_video(client))" if not client.frames else ""
         raise AssertionError(
             f"no matching video frame within {timeout:g} s ({len(client.frames)} frames, last markers {last})"
+            + hint
         ) from None
 
 
@@ -105,6 +112,15 @@ def chunks_with_prompt(client: WireClient, prompt: str) -> list[int]:
     """Chunks whose frames carry `prompt` (every decoded frame of the chunk)."""
     wanted = prompt_id(prompt)
     return [chunk for chunk, ids in prompt_ids_by_chunk(client).items() if ids == {wanted}]
+
+
+def resume_video(client: WireClient) -> None:
+    """Let video flow to a v1 client: registered connections start with main_video paused until the
+    client sends ResumeTrack, as the Python SDK does at connect (PROTOCOL.md §4.2). No-op on v0."""
+    if client.wire == "v1":
+        from mock_server.wire import reactor_wire_pb as pb
+
+        client.notify_control("resume_track", pb.ResumeTrack(name="main_video"))
 
 
 def send_ping(client: WireClient) -> None:
