@@ -27,6 +27,9 @@ _SETUP = (
     f"ip addr add {NS_ADDRESS}/{NS_PREFIX} dev v0; "
     "ip link set v0 up; "
     "ip link set v1 up; "
+    # A default route via v0 (inside the namespace only; nothing is beyond it) makes Chromium offer its
+    # 198.18.0.1 host candidate instead of relying on peer-reflexive discovery.
+    "ip route add default dev v0; "
     'exec "$@"'
 )
 
