@@ -66,9 +66,9 @@ class IceCandidates(_Body):
 
 
 class UploadRequest(_Body):
-    name: str = Field(min_length=1)
-    size: int = Field(gt=0)
-    mime_type: str = Field(default="application/octet-stream", min_length=1)
+    name: str
+    size: int
+    mime_type: str = "application/octet-stream"
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -326,6 +326,8 @@ def create_app(settings: Settings) -> FastAPI:
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
+        if not body.name.strip() or not body.mime_type.strip() or body.size <= 0:
+            raise ApiError(400, "an upload needs a non-empty name and mime_type and a size > 0 (in bytes)")
         upload = session.create_upload(body.name, body.mime_type, body.size)
         url = f"{str(request.base_url).rstrip('/')}/uploads/{upload.presigned_id}"
         return {

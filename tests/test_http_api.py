@@ -135,8 +135,9 @@ def test_upload_slot_put_and_errors(http: httpx.Client) -> None:
     again = http.put(slot["presigned_url"], content=b"abcd")
     assert again.status_code == 409
     assert http.put("/uploads/nope", content=b"x").status_code == 404
-    assert http.post("/sessions/local/uploads", json={"name": "", "size": 4}).status_code == 422
-    assert http.post("/sessions/local/uploads", json={"name": "a", "size": 0}).status_code == 422
+    assert http.post("/sessions/local/uploads", json={"name": "", "size": 4}).status_code == 400
+    assert http.post("/sessions/local/uploads", json={"name": "a", "size": 0}).status_code == 400
+    assert http.post("/sessions/local/uploads", json={"name": "a"}).status_code == 422  # malformed body
     http.post("/stop_session")
     freed = http.put(slot["presigned_url"], content=b"abcd")
     assert freed.status_code == 404 and "freed" in _detail(freed)

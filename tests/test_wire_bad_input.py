@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.helios_lenient  # these tests misbehave on purpose
-
 from conformance.server import HeliosServer
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
+
+pytestmark = pytest.mark.helios_lenient  # these tests misbehave on purpose
 
 V0_BAD_FRAMES = [
     ("{not json", "malformed_frame"),
