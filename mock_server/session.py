@@ -7,6 +7,7 @@ outcomes into outbound messages; it never sees JSON or protobuf.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -438,7 +439,9 @@ class Session:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            renderer = ChunkRenderer(plan, native)
+            renderer = functools.cache(
+                functools.partial(ChunkRenderer, plan, native)
+            )  # only if raw frames are needed
             log.info("session %s: chunk %d begins (prompt %r)", self.id, plan.chunk_index, plan.prompt[:60])
             if next_t is None:
                 next_t = loop.time()
@@ -478,13 +481,13 @@ class Session:
                 return
 
 
-def _cached(renderer: ChunkRenderer, frame_index: int) -> Callable[[], Any]:
-    """Render a frame at most once, however many connections send it."""
+def _cached(renderer: Callable[[], ChunkRenderer], frame_index: int) -> Callable[[], Any]:
+    """Render a frame at most once, however many connections send it (never, with shared media)."""
     cache: list[Any] = []
 
     def render() -> Any:
         if not cache:
-            cache.append(renderer.frame(frame_index))
+            cache.append(renderer().frame(frame_index))
         return cache[0]
 
     return render

@@ -1,0 +1,885 @@
+"""Capacity benchmark of the Helios mock on this machine, in one command.
+
+    python load/bench.py --out load/results                  # steps 10 … 200 sessions, ~2.5 min
+    python load/bench.py --sessions 100 --compare-media      # --media shared vs per-session, with ratios
+    python load/bench.py --server-arg=--media=per-session    # any server flag, passed through
+
+One run measures, against mocks it starts itself on 127.0.0.1 (``--resolution 160x96`` native, the client
+sends ``set_sr_scale off``, so frames are 160x96; ``--speed 1``; production limits off; log level warning):
+
+1. **connect→ready**: ``--connects`` (50) sequential sessions, then as many again in concurrent bursts of
+   ``--burst`` (10), on an idle server: POST /sessions until the peer is connected with every data channel
+   open (WireClient's ``connect_to_ready``).
+2. **capacity ramp**: sessions are added in steps (10, 25, 50, 75, 100, 125, 150, 175, 200, up to
+   ``--sessions``). Every session sets the same seed and prompt, starts, and streams. After ``--settle`` s
+   each step is held ``--hold`` s and measured: per-session received fps, late and missing frames
+   (``load/video.py``: a frame is late when it arrives more than one frame interval, 41.7 ms, after its
+   slot on the session's own 24 fps timeline, computed from the marker band's chunk*33+frame and anchored
+   on the first frame's arrival), server CPU (and its event-loop thread alone) and RSS via psutil, client
+   CPU, CPU of everything else on the machine, client event-loop lag and the server's ``GET /health``
+   round trip. A step is **held** when every session is connected, the mean received rate is ≥ 23.5 fps
+   and late + missing frames are < 1 % of the frames due. The ramp stops after two steps in a row not held.
+3. **100 chunks at --speed 1000**: one session on a second mock, ``start`` until ``chunk_complete`` 99
+   (``--chunk-runs`` times).
+
+The load client shares the 2 cores with the server, so it is made cheap (``load/video.py``): no jitter
+buffer, no bandwidth estimator, no decoder thread; VP8 is decoded inline by FFmpeg and the marker band is
+read from the Y plane only, with cached geometry and table-driven CRC. Only every ``--decode-every`` (4)th
+session is decoded and judged for lateness; the others count frames from the RTP marker bit. Sessions live
+in ``--client-procs`` (2) client processes, so the client is not limited by one Python thread.
+Results: ``<out>/bench.json``, ``<out>/bench.png`` and a compact table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `load` (and the repo's packages) importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
+
+from conformance.server import HeliosServer  # noqa: E402
+from load.session import PROMPTS, LoadSession, SessionConfig  # noqa: E402
+from mock_server.transport.ice import restrict_host_addresses  # noqa: E402
+
+DEFAULT_STEPS = (10, 25, 50, 75, 100, 125, 150, 175, 200)
+HELD_FPS = 23.5
+HELD_BAD_PCT = 1.0
+TARGETS = {"sessions": 100, "ready_p50_ms": 150.0, "chunks100_s": 5.0}
+BASE_SERVER_ARGS = [
+    "--pending-delay", "0",
+    "--max-sessions-per-account", "0",
+    "--max-creations-per-minute", "0",
+    "--log-level", "warning",
+]  # fmt: skip
+
+
+@dataclass
+class StepResult:
+    sessions: int
+    live: int
+    connect_failures: int
+    window_s: float
+    fps_mean: float
+    fps_min: float
+    fps_median: float
+    judged_sessions: int
+    received: int
+    late: int
+    missing: int
+    unreadable: int
+    lost_packets: int
+    late_pct: float
+    missing_pct: float
+    bad_pct: float
+    server_cpu: float  # % of one core
+    server_main_cpu: float  # the event-loop thread
+    client_cpu: float
+    other_cpu: float  # the rest of the machine
+    server_rss_mb: float
+    rss_per_session_mb: float
+    client_lag_p99_ms: float  # event-loop lag of the client processes
+    client_lag_max_ms: float
+    client_gc_max_ms: float  # longest garbage-collector pause in a client process during the window
+    server_probe_p99_ms: float  # GET /health round trip during the window (server event-loop lag)
+    server_probe_max_ms: float
+    worst_lateness_ms: float  # the latest frame of the window, all judged sessions
+    held: bool
+
+
+@dataclass
+class Variant:
+    label: str
+    server_args: list[str]
+    connect_ms: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
+    chunks100_s: list[float] = field(default_factory=list)
+    sessions_held: int = 0  # largest step with this step and every smaller one held
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------- measurement helpers
+
+
+class GcMonitor:
+    """Pauses of this process's garbage collector (they stall every session at once)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._t0)
+
+
+class LagMonitor:
+    """Event-loop lag of this (client) process: how late a 20 ms sleep wakes up."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.02)
+            self.samples.append(loop.time() - t - 0.02)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+@dataclass
+class CpuSnapshot:
+    t: float
+    server: float
+    server_main: float
+    client: float  # this process and the client shard processes
+    busy: float  # all CPUs, seconds not idle
+
+    @classmethod
+    def take(cls, server: psutil.Process, clients: list[psutil.Process]) -> CpuSnapshot:
+        st = server.cpu_times()
+        main = next((th.user_time + th.system_time for th in server.threads() if th.id == server.pid), 0.0)
+        client = 0.0
+        for proc in [psutil.Process(), *clients]:
+            ct = proc.cpu_times()
+            client += ct.user + ct.system
+        sys_t = psutil.cpu_times()
+        idle = sys_t.idle + getattr(sys_t, "iowait", 0.0)
+        return cls(time.monotonic(), st.user + st.system, main, client, sum(sys_t) - idle)
+
+
+class ServerProbe:
+    """GET /health every 100 ms: its round trip shows stalls of the server's event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            while True:
+                t = time.perf_counter()
+                try:
+                    await http.get(self.url + "/health")
+                    self.samples.append(time.perf_counter() - t)
+                except httpx.HTTPError:
+                    self.samples.append(10.0)
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _pct(seconds: float, wall: float) -> float:
+    return round(100.0 * seconds / wall, 1) if wall > 0 else 0.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def _gather_limited(coros: list[Any], limit: int) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with semaphore:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
+
+
+# ---------------------------------------------------------------------- phases
+
+
+async def measure_connects(
+    url: str, wire: str, sequential: int, concurrent: int, burst: int
+) -> dict[str, Any]:
+    """connect→ready on an idle server: `sequential` one after the other, `concurrent` in bursts."""
+
+    async def once() -> float:
+        session = LoadSession(SessionConfig(url, wire=wire))
+        try:
+            await session.connect()
+            assert session.connect_seconds is not None
+            return session.connect_seconds * 1000.0
+        finally:
+            await session.close()
+
+    seq: list[float] = []
+    failures = 0
+    for _ in range(sequential):
+        try:
+            seq.append(await once())
+        except Exception:
+            failures += 1
+    conc: list[float] = []
+    for start in range(0, concurrent, burst):
+        results = await asyncio.gather(
+            *(once() for _ in range(min(burst, concurrent - start))), return_exceptions=True
+        )
+        conc += [r for r in results if isinstance(r, float)]
+        failures += sum(1 for r in results if not isinstance(r, float))
+    both = seq + conc
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {
+            "n": len(values),
+            "p50": round(_percentile(values, 50), 1),
+            "p99": round(_percentile(values, 99), 1),
+            "max": round(max(values), 1) if values else float("nan"),
+        }
+
+    return {
+        "sequential": stats(seq),
+        "concurrent": stats(conc),
+        "all": stats(both),
+        "failures": failures,
+        "burst": burst,
+    }
+
+
+# ---------------------------------------------------------------------- client shards
+
+
+async def _open_session(url: str, wire: str, decode: bool) -> LoadSession:
+    session = LoadSession(SessionConfig(url, wire=wire, decode=decode))
+    try:
+        await session.connect()
+        await session.start(PROMPTS[0])
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+async def shard_main() -> None:
+    """A client shard (``bench.py --shard``): hosts sessions, answers the coordinator on stdin/stdout.
+
+    Requests (one JSON object per line): ``open`` {url, wire, decode: [bool, ...], concurrency},
+    ``mark`` (counters of every session plus lag and GC pauses since the previous mark), ``close``.
+    """
+    restrict_host_addresses(["127.0.0.1"])
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_exceptions)
+    reader = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    sessions: list[LoadSession] = []
+    lag, gc_pauses = LagMonitor(), GcMonitor()
+    lag.start()
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    while line := await reader.readline():
+        request = json.loads(line)
+        op = request["op"]
+        if op == "open":
+            opened = await _gather_limited(
+                [_open_session(request["url"], request["wire"], flag) for flag in request["decode"]],
+                int(request["concurrency"]),
+            )
+            sessions += [item for item in opened if isinstance(item, LoadSession)]
+            errors = [f"{type(e).__name__}: {e}" for e in opened if not isinstance(e, LoadSession)]
+            gc.collect()
+            gc.freeze()  # long-lived session objects: keep them out of later collections
+            reply({"opened": len(opened) - len(errors), "errors": errors[:5], "failed": len(errors)})
+        elif op == "mark":
+            reply(
+                {
+                    "sessions": [
+                        {
+                            **item.timeline.counters(),
+                            "decode": item.config.decode,
+                            "lost": item.video.lost_packets,
+                            "worst": item.timeline.window_max_lateness,
+                        }
+                        for item in sessions
+                    ],
+                    "lag": lag.samples,
+                    "gc": gc_pauses.pauses,
+                }
+            )
+            lag.samples, gc_pauses.pauses = [], []
+            for item in sessions:
+                item.timeline.window_max_lateness = 0.0
+        elif op == "close":
+            await _gather_limited([item.close() for item in sessions], 20)
+            reply({"closed": len(sessions)})
+            sessions = []
+        else:
+            break
+
+
+def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """aiortc leaves "Cannot send encrypted data" errors in orphaned tasks while peers close: ignore them."""
+    if isinstance(context.get("exception"), ConnectionError):
+        return
+    loop.default_exception_handler(context)
+
+
+class ClientShard:
+    """Coordinator side of one client shard process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.ps = psutil.Process(proc.pid)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def start(cls) -> ClientShard:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--shard",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+        return cls(proc)
+
+    async def call(self, request: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        async with self._lock:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            await self.proc.stdin.drain()
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"client shard {self.proc.pid} exited")
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        try:
+            await self.call({"op": "close"}, timeout=60)
+            await self.call({"op": "quit"}, timeout=1)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        if self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _mark(shards: list[ClientShard]) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+    replies = await asyncio.gather(*(shard.call({"op": "mark"}) for shard in shards))
+    sessions = [item for r in replies for item in r["sessions"]]
+    return sessions, [x for r in replies for x in r["lag"]], [x for r in replies for x in r["gc"]]
+
+
+async def ramp(
+    server: HeliosServer, args: argparse.Namespace, steps: list[int], deadline: float
+) -> list[StepResult]:
+    """Add sessions step by step; hold and measure each step (see the module docstring)."""
+    assert server.process is not None
+    proc = psutil.Process(server.process.pid)
+    baseline_rss = proc.memory_info().rss
+    shards = [await ClientShard.start() for _ in range(args.client_procs)]
+    results: list[StepResult] = []
+    failures = 0
+    live = 0
+    probe = ServerProbe(server.url)
+    probe.start()
+    try:
+        for target in steps:
+            if time.monotonic() > deadline:
+                print(f"  time budget spent; stopping before {target} sessions", flush=True)
+                break
+            # session i is decoded if i % K == 0; blocks of K sessions alternate between the shards
+            every, count = args.decode_every, len(shards)
+            new = range(live, target)
+            parts = [[i % every == 0 for i in new if (i // every) % count == k] for k in range(count)]
+            opened = await asyncio.gather(
+                *(
+                    shard.call(
+                        {
+                            "op": "open",
+                            "url": server.url,
+                            "wire": args.wire,
+                            "decode": part,
+                            "concurrency": args.connect_concurrency,
+                        }
+                    )
+                    for shard, part in zip(shards, parts, strict=True)
+                )
+            )
+            live += sum(r["opened"] for r in opened)
+            failures += sum(r["failed"] for r in opened)
+            for r in opened:
+                for error in r["errors"]:
+                    print(f"  session failed: {error}", flush=True)
+            await asyncio.sleep(args.settle)
+            before, _, _ = await _mark(shards)
+            probe.samples.clear()
+            cpu0 = CpuSnapshot.take(proc, [s.ps for s in shards])
+            await asyncio.sleep(args.hold)
+            cpu1 = CpuSnapshot.take(proc, [s.ps for s in shards])
+            after, lags, pauses = await _mark(shards)
+            probes = list(probe.samples)
+            rss = proc.memory_info().rss
+            step = _step(target, failures, before, after, cpu0, cpu1, rss, baseline_rss, lags, pauses, probes)
+            results.append(step)
+            _print_step(step)
+            if step.fps_mean < 12 or step.live < 0.9 * target:
+                print("  overloaded: stopping the ramp", flush=True)
+                break
+            if len(results) >= 2 and not results[-1].held and not results[-2].held:
+                print("  two steps in a row not held: stopping the ramp", flush=True)
+                break
+    finally:
+        probe.stop()
+        await asyncio.gather(*(shard.stop() for shard in shards), return_exceptions=True)
+    return results
+
+
+def _step(
+    target: int,
+    failures: int,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    cpu0: CpuSnapshot,
+    cpu1: CpuSnapshot,
+    rss: int,
+    baseline_rss: int,
+    lags: list[float],
+    gc_pauses: list[float],
+    probes: list[float],
+) -> StepResult:
+    wall = cpu1.t - cpu0.t
+    pairs = list(zip(before, after, strict=True))
+    fps = [(b["received"] - a["received"]) / wall for a, b in pairs]
+    judged = [(a, b) for a, b in pairs if b["decode"]]
+
+    def total(key: str, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        return sum(b[key] - a[key] for a, b in items)
+
+    received = total("received", judged)
+    late, missing, unreadable = total("late", judged), total("missing", judged), total("unreadable", judged)
+    readable = received - unreadable
+    due = readable + missing
+    server_cpu = _pct(cpu1.server - cpu0.server, wall)
+    client_cpu = _pct(cpu1.client - cpu0.client, wall)
+    busy = _pct(cpu1.busy - cpu0.busy, wall)
+    live = len(after)
+    fps_mean = statistics.fmean(fps) if fps else 0.0
+    bad_pct = 100.0 * (late + missing) / due if due else 100.0
+    return StepResult(
+        sessions=target,
+        live=live,
+        connect_failures=failures,
+        window_s=round(wall, 2),
+        fps_mean=round(fps_mean, 2),
+        fps_min=round(min(fps), 2) if fps else 0.0,
+        fps_median=round(statistics.median(fps), 2) if fps else 0.0,
+        judged_sessions=len(judged),
+        received=received,
+        late=late,
+        missing=missing,
+        unreadable=unreadable,
+        lost_packets=total("lost", pairs),
+        late_pct=round(100.0 * late / readable, 3) if readable else 100.0,
+        missing_pct=round(100.0 * missing / due, 3) if due else 100.0,
+        bad_pct=round(bad_pct, 3),
+        server_cpu=server_cpu,
+        server_main_cpu=_pct(cpu1.server_main - cpu0.server_main, wall),
+        client_cpu=client_cpu,
+        other_cpu=round(max(0.0, busy - server_cpu - client_cpu), 1),
+        server_rss_mb=round(rss / 2**20, 1),
+        rss_per_session_mb=round((rss - baseline_rss) / 2**20 / max(1, live), 3),
+        client_lag_p99_ms=round(1000.0 * _percentile(lags, 99), 1),
+        client_lag_max_ms=round(1000.0 * max(lags, default=0.0), 1),
+        client_gc_max_ms=round(1000.0 * max(gc_pauses, default=0.0), 1),
+        server_probe_p99_ms=round(1000.0 * _percentile(probes, 99), 1),
+        server_probe_max_ms=round(1000.0 * max(probes, default=0.0), 1),
+        worst_lateness_ms=round(1000.0 * max((b["worst"] for _, b in judged), default=0.0), 1),
+        held=live == target and fps_mean >= HELD_FPS and bad_pct < HELD_BAD_PCT,
+    )
+
+
+async def chunks_wall_time(url: str, wire: str, chunks: int) -> float:
+    """Seconds from `start` sent to `chunk_complete` of chunk `chunks - 1`, one session."""
+    session = LoadSession(SessionConfig(url, wire=wire, speed=1000.0))
+    try:
+        await session.connect()
+        await session.command("set_seed", {"seed": session.config.seed})
+        await session.command("set_sr_scale", {"sr_scale": session.config.sr_scale})
+        await session.command("set_prompt", {"prompt": PROMPTS[0]})
+        since = session.client.now()
+        await session.command("start")
+        await session.wait_chunk_complete(chunks - 1, since=since, timeout=120)
+        done = next(
+            m
+            for m in session.client.messages("chunk_complete", since)
+            if int((m.data or {}).get("chunk_index", -1)) >= chunks - 1
+        )
+        return done.t - since
+    finally:
+        await session.close()
+
+
+# ---------------------------------------------------------------------- one variant
+
+
+async def run_variant(variant: Variant, args: argparse.Namespace, steps: list[int]) -> None:
+    extra = BASE_SERVER_ARGS + variant.server_args
+    deadline = time.monotonic() + args.max_seconds
+    print(f"\n== {variant.label}: server args {' '.join(variant.server_args) or '(none)'}", flush=True)
+    try:
+        server = HeliosServer.start(speed=1, resolution=args.resolution, extra=extra)
+    except RuntimeError as exc:
+        variant.error = f"the server did not start: {exc}"
+        print("  " + variant.error, flush=True)
+        return
+    try:
+        print(f"  server {server.url} (pid {server.process.pid if server.process else '?'})", flush=True)
+        variant.connect_ms = await measure_connects(
+            server.url, args.wire, args.connects, args.connects, args.burst
+        )
+        c = variant.connect_ms
+        print(
+            f"  connect→ready: sequential p50 {c['sequential']['p50']} ms p99 {c['sequential']['p99']} ms; "
+            f"concurrent (bursts of {args.burst}) p50 {c['concurrent']['p50']} ms "
+            f"p99 {c['concurrent']['p99']} ms; all p50 {c['all']['p50']} ms p99 {c['all']['p99']} ms; "
+            f"failures {c['failures']}",
+            flush=True,
+        )
+        variant.steps = await ramp(server, args, steps, deadline)
+    finally:
+        server.stop()
+    variant.sessions_held = held_through(variant.steps)
+    try:
+        fast = HeliosServer.start(speed=1000, resolution=args.resolution, extra=extra)
+    except RuntimeError as exc:
+        variant.error = f"the --speed 1000 server did not start: {exc}"
+        return
+    try:
+        for _ in range(args.chunk_runs):
+            variant.chunks100_s.append(round(await chunks_wall_time(fast.url, args.wire, args.chunks), 3))
+        print(f"  {args.chunks} chunks at --speed 1000: {variant.chunks100_s} s", flush=True)
+    finally:
+        fast.stop()
+
+
+# ---------------------------------------------------------------------- output
+
+_HEADER = (
+    f"{'sessions':>8} {'live':>4} {'fps mean/min':>12} {'late%':>6} {'miss%':>6} {'worst':>6} "
+    f"{'srv CPU%':>8} {'(loop)':>6} {'cli CPU%':>8} {'other%':>6} {'RSS MB':>6} {'MB/sess':>7} "
+    f"{'cli lag':>7} {'srv lag':>7} {'held':>4}"
+)
+
+
+def _row(s: StepResult) -> str:
+    return (
+        f"{s.sessions:>8} {s.live:>4} {s.fps_mean:>6.2f}/{s.fps_min:<5.1f} {s.late_pct:>6.2f} "
+        f"{s.missing_pct:>6.2f} {s.worst_lateness_ms:>4.0f}ms {s.server_cpu:>8.1f} {s.server_main_cpu:>6.1f} "
+        f"{s.client_cpu:>8.1f} {s.other_cpu:>6.1f} {s.server_rss_mb:>6.0f} {s.rss_per_session_mb:>7.3f} "
+        f"{s.client_lag_p99_ms:>5.0f}ms {s.server_probe_p99_ms:>5.0f}ms {'yes' if s.held else 'NO':>4}"
+    )
+
+
+_printed_header = False
+
+
+def _print_step(step: StepResult) -> None:
+    global _printed_header
+    if not _printed_header:
+        print(_HEADER, flush=True)
+        _printed_header = True
+    print(_row(step), flush=True)
+
+
+def held_through(steps: list[StepResult]) -> int:
+    """The largest step such that it and every smaller step held (0 if the first did not)."""
+    best = 0
+    for step in sorted(steps, key=lambda s: s.sessions):
+        if not step.held:
+            break
+        best = step.sessions
+    return best
+
+
+def summary(variant: Variant) -> dict[str, Any]:
+    ready = variant.connect_ms.get("all", {})
+    wall = statistics.median(variant.chunks100_s) if variant.chunks100_s else None
+    top = max(variant.steps, key=lambda s: s.sessions) if variant.steps else None
+    held_any = [s.sessions for s in variant.steps if s.held]
+    return {
+        "sessions_held": variant.sessions_held,
+        "largest_step_held": max(held_any) if held_any else 0,
+        "ready_p50_ms": ready.get("p50"),
+        "ready_sequential_p50_ms": variant.connect_ms.get("sequential", {}).get("p50"),
+        "ready_concurrent_p50_ms": variant.connect_ms.get("concurrent", {}).get("p50"),
+        "ready_p99_ms": ready.get("p99"),
+        "chunks100_s": wall,
+        "server_cpu_per_session_pct": round(top.server_cpu / top.live, 3) if top and top.live else None,
+        "client_cpu_per_session_pct": round(top.client_cpu / top.live, 3) if top and top.live else None,
+        "targets_met": {
+            "sessions": variant.sessions_held >= TARGETS["sessions"],
+            "ready_p50": ready.get("p50") is not None and ready["p50"] <= TARGETS["ready_p50_ms"],
+            "chunks100": wall is not None and wall <= TARGETS["chunks100_s"],
+        },
+    }
+
+
+def print_summary(variant: Variant, args: argparse.Namespace) -> None:
+    if variant.error:
+        print(f"\n{variant.label}: {variant.error}")
+    s = summary(variant)
+    print(f"\n{variant.label} — {args.resolution} (sr off), wire {args.wire}, 24 fps:")
+    print(
+        f"  sessions held at 24 fps with < {HELD_BAD_PCT:g} % late+missing: {s['sessions_held']} "
+        f"(every step up to it held; largest step held: {s['largest_step_held']}; "
+        f"target ≥ {TARGETS['sessions']})"
+    )
+    print(
+        f"  connect→ready p50 {s['ready_p50_ms']} ms, p99 {s['ready_p99_ms']} ms "
+        f"(sequential p50 {s['ready_sequential_p50_ms']} ms, "
+        f"concurrent p50 {s['ready_concurrent_p50_ms']} ms; target p50 ≤ {TARGETS['ready_p50_ms']:g} ms)"
+    )
+    print(
+        f"  {args.chunks} chunks at --speed 1000: {s['chunks100_s']} s "
+        f"(target ≤ {TARGETS['chunks100_s']:g} s)"
+    )
+    if s["server_cpu_per_session_pct"] is not None:
+        print(
+            f"  CPU per session at the top step: server {s['server_cpu_per_session_pct']} %, "
+            f"client {s['client_cpu_per_session_pct']} % of one core"
+        )
+    if variant.steps:
+        print(_HEADER)
+        for step in variant.steps:
+            print(_row(step))
+
+
+def plot(variants: list[Variant], path: Path) -> None:
+    """Sessions vs received fps, late+missing %, CPU (server, client, rest of the machine) and server RSS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_fps, ax_bad, ax_cpu) = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    ax_rss = ax_cpu.twinx()
+    styles = ["-", "--", ":"]
+    for variant, style in zip(variants, styles, strict=False):
+        if not variant.steps:
+            continue
+        n = [s.sessions for s in variant.steps]
+        tag = f" ({variant.label})" if len(variants) > 1 else ""
+
+        def line(axis: Any, values: list[float], marker: str, colour: str, label: str) -> None:
+            axis.plot(n, values, marker + style, color=colour, label=label + tag)  # noqa: B023
+
+        line(ax_fps, [s.fps_mean for s in variant.steps], "o", "tab:blue", "mean")
+        line(ax_fps, [s.fps_min for s in variant.steps], "v", "tab:cyan", "slowest session")
+        line(ax_bad, [s.bad_pct for s in variant.steps], "s", "tab:red", "late + missing")
+        line(ax_cpu, [s.server_cpu for s in variant.steps], "o", "tab:green", "server")
+        line(ax_cpu, [s.client_cpu for s in variant.steps], "^", "tab:orange", "load client")
+        line(ax_cpu, [s.other_cpu for s in variant.steps], "x", "tab:gray", "rest of the machine")
+        line(ax_rss, [s.server_rss_mb for s in variant.steps], "d", "tab:purple", "server RSS (right)")
+    ax_fps.axhline(24, color="black", lw=0.5)
+    ax_fps.set_ylabel("received fps per session")
+    ax_fps.set_ylim(0, 26)
+    ax_bad.axhline(HELD_BAD_PCT, color="black", lw=0.5, ls="--")
+    ax_bad.set_ylabel("late + missing frames (%)")
+    top = max((s.bad_pct for v in variants for s in v.steps), default=0.0)
+    ax_bad.set_ylim(0, max(5.0, min(100.0, top * 1.1)))
+    ax_cpu.set_ylabel("CPU (% of one core; 2 cores = 200)")
+    ax_cpu.set_ylim(0, 200)
+    ax_rss.set_ylabel("server RSS (MB)")
+    ax_rss.set_ylim(bottom=0)
+    ax_cpu.set_xlabel("concurrent sessions (160x96 frames, 24 fps each)")
+    for axis in (ax_fps, ax_bad):
+        axis.legend(fontsize=7, loc="lower left" if axis is ax_fps else "upper left")
+        axis.grid(alpha=0.3)
+    lines, labels = ax_cpu.get_legend_handles_labels()
+    lines2, labels2 = ax_rss.get_legend_handles_labels()
+    ax_cpu.legend(lines + lines2, labels + labels2, fontsize=7, loc="upper left")
+    ax_cpu.grid(alpha=0.3)
+    fig.suptitle("helios-mock capacity (server and load client share one 2-core machine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def print_comparison(shared: Variant, per_session: Variant) -> dict[str, Any]:
+    """Ratios shared : per-session; server CPU is compared at equal session counts both variants held."""
+    a, b = summary(shared), summary(per_session)
+    by_n = {s.sessions: s for s in per_session.steps}
+    common = [(s, by_n[s.sessions]) for s in shared.steps if s.sessions in by_n]
+    both_held = [(s, o) for s, o in common if s.held and o.held]
+    cpu_ratio = _ratio(both_held[-1][1].server_cpu, both_held[-1][0].server_cpu) if both_held else "n/a"
+    out: dict[str, Any] = {
+        "sessions_held": _ratio(a["sessions_held"], b["sessions_held"]),
+        "server_cpu_at_largest_common_held_step": cpu_ratio,
+        "largest_common_held_step": both_held[-1][0].sessions if both_held else None,
+        "ready_p50": _ratio(a["ready_p50_ms"], b["ready_p50_ms"]),
+        "chunks100": _ratio(a["chunks100_s"], b["chunks100_s"]),
+        "per_step_server_cpu": {},
+    }
+    print("\nshared vs per-session media:")
+    print(f"  sessions held: {a['sessions_held']} vs {b['sessions_held']} ({out['sessions_held']})")
+    if both_held:
+        print(
+            f"  server CPU at {out['largest_common_held_step']} sessions: "
+            f"per-session needs {cpu_ratio} of shared"
+        )
+    print(f"  connect→ready p50: {a['ready_p50_ms']} vs {b['ready_p50_ms']} ms")
+    print(f"  100 chunks at --speed 1000: {a['chunks100_s']} vs {b['chunks100_s']} s")
+    for step, other in common:
+        ratio = _ratio(other.server_cpu, step.server_cpu)
+        out["per_step_server_cpu"][step.sessions] = ratio
+        print(
+            f"  {step.sessions:>4} sessions: server CPU {step.server_cpu} % vs {other.server_cpu} % ({ratio})"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=200, help="largest step (default 200)")
+    parser.add_argument(
+        "--steps",
+        default="",
+        help="comma-separated session counts (default 10,25,50,...,200 up to --sessions)",
+    )
+    parser.add_argument("--hold", type=float, default=10.0, help="seconds measured at each step")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds after adding sessions, not measured"
+    )
+    parser.add_argument("--resolution", default="160x96", help="native size; the client sets sr_scale off")
+    parser.add_argument("--wire", choices=["v0", "v1"], default="v0")
+    parser.add_argument(
+        "--connects", type=int, default=50, help="sequential connects (and as many concurrent)"
+    )
+    parser.add_argument("--burst", type=int, default=10, help="concurrent connects per burst")
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=5, help="parallel session opens in the ramp"
+    )
+    parser.add_argument(
+        "--decode-every", type=int, default=4, help="decode (and judge lateness of) every K-th session only"
+    )
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes hosting the sessions")
+    parser.add_argument("--shard", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunks", type=int, default=100, help="chunks of the --speed 1000 run")
+    parser.add_argument("--chunk-runs", type=int, default=3, help="repetitions of the --speed 1000 run")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra server flag (repeatable)")
+    parser.add_argument(
+        "--compare-media",
+        action="store_true",
+        help="run twice, with --media shared and --media per-session, and print the ratios",
+    )
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="time budget of one ramp")
+    parser.add_argument("--out", default="load/results", help="output directory for bench.json and bench.png")
+    args = parser.parse_args(argv)
+    if args.decode_every < 1:
+        parser.error("--decode-every must be ≥ 1")
+    return args
+
+
+async def amain(args: argparse.Namespace) -> int:
+    restrict_host_addresses(["127.0.0.1"])
+    asyncio.get_running_loop().set_exception_handler(_quiet_exceptions)
+    steps = [int(x) for x in args.steps.split(",") if x.strip()] if args.steps else list(DEFAULT_STEPS)
+    steps = sorted({n for n in steps if n <= args.sessions} | {args.sessions})
+    if args.compare_media:
+        variants = [
+            Variant("shared", [*args.server_arg, "--media", "shared"]),
+            Variant("per-session", [*args.server_arg, "--media", "per-session"]),
+        ]
+    else:
+        variants = [Variant("default", list(args.server_arg))]
+    idle_check = await asyncio.to_thread(psutil.cpu_percent, 2.0) * (psutil.cpu_count() or 1)
+    if idle_check > 20:
+        print(
+            f"warning: the machine was {idle_check:.0f} % busy (of one core) before the run; other "
+            "processes compete with the server and the client (the 'other%' column shows how much)"
+        )
+    started = time.monotonic()
+    for variant in variants:
+        await run_variant(variant, args, steps)
+    for variant in variants:
+        print_summary(variant, args)
+    comparison = print_comparison(variants[0], variants[1]) if args.compare_media else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "settings": {**vars(args), "steps": steps, "server_base_args": BASE_SERVER_ARGS},
+        "definitions": {
+            "late": "arrival > slot + 1 frame interval on the session's own 24 fps timeline (load/video.py)",
+            "held": f"all sessions live, mean fps ≥ {HELD_FPS}, late+missing < {HELD_BAD_PCT} % of due",
+            "cpu": "% of one core over the hold window; other = whole machine minus server and client",
+        },
+        "targets": TARGETS,
+        "variants": [{**asdict(v), "summary": summary(v)} for v in variants],
+        "comparison": comparison,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "machine_busy_before_pct": round(idle_check, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(variants, out / "bench.png")
+    print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'} ({report['wall_seconds']} s)")
+    return 0 if all(v.error is None for v in variants) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.shard:
+        asyncio.run(shard_main())
+        return 0
+    return asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
