@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -66,6 +67,11 @@ def helios_server(
     """The mock server for the whole test session."""
     url = request.config.getoption("--helios-url") or os.environ.get("HELIOS_MOCK_URL")
     if url:
+        if (urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1"):
+            from mock_server.transport.ice import restrict_host_addresses
+
+            # a server on this machine (started with --ice-addresses 127.0.0.1): meet it on loopback only
+            restrict_host_addresses(["127.0.0.1"])
         yield HeliosServer(url=url.rstrip("/"), token=os.environ.get("HELIOS_MOCK_TOKEN", "test-token"))
         return
     speed = request.config.getoption("--helios-speed") or float(

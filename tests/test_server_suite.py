@@ -53,3 +53,25 @@ def test_server_suite_with_helios_url(tmp_path: Path, helios: HeliosServer) -> N
     counts, summary = _run(["--helios-url", helios.url, "-k", selection], tmp_path)
     print(f"\nserver suite (--helios-url, HTTP subset): {summary}")
     assert counts.get("passed", 0) >= 5 and not counts.get("skipped"), summary
+
+
+def test_howto_external_server_runs_with_helios_url(helios: HeliosServer) -> None:
+    """The documented --helios-url howto, run for real against an already running mock."""
+    howto = Path(__file__).parent / "examples" / "test_howto_external_server.py"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--helios-url",
+            helios.url,
+            str(howto),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -1,6 +1,6 @@
 """How to: run the same tests against a server you started yourself (or any Reactor-compatible server).
 
-    helios-mock serve --port 8080 --speed 20 --resolution 160x96      # terminal 1
+    helios-mock serve --port 8080 --speed 20 --resolution 160x96 --ice-addresses 127.0.0.1   # terminal 1
     pytest --helios-url http://127.0.0.1:8080 tests/examples/test_howto_external_server.py
 
 Without --helios-url (or HELIOS_MOCK_URL) this module is skipped. The fixtures are the same; `helios`
