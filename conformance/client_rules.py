@@ -18,6 +18,8 @@ from typing import Any
 
 from mock_server.commands import COMMANDS, UPLOAD_PARAMS, CommandRejected, validate_command
 
+from .reference_model import INITIAL_STATE
+
 RULES: dict[str, str] = {
     "command-unknown": "a command name Helios does not have (HELIOS.md §5.1)",
     "command-invalid": "parameters fail the command schema (missing, wrong type, out of range; §3.3)",
@@ -54,13 +56,6 @@ _V0_ONLY_KINDS = ("RequestCapabilities",)
 _V1_ONLY_KINDS = ("ClientStats", "RequestStep")
 _LIFETIME_ENDS = ("connection closed", "peer closed", "peer failed")
 _PROMPT_COMMANDS = ("set_prompt", "schedule_prompt", "set_conditioning")
-_INITIAL_STATE: dict[str, Any] = {
-    "started": False,
-    "running": False,
-    "paused": False,
-    "current_chunk": 0,
-    "scheduled_prompts": {},
-}
 
 
 @dataclass(frozen=True)
@@ -193,7 +188,7 @@ class _Checker:
             if e.get("direction") == "event" and e.get("kind") == "connection ready"
         }
         self.conns: dict[Any, _Conn] = {}
-        self.state: dict[str, Any] = dict(_INITIAL_STATE)
+        self.state: dict[str, Any] = dict(INITIAL_STATE)
         self.put: set[str] = set()
         self.announced: set[str] = set()
         self.stopped: Mapping[str, Any] | None = None
@@ -379,7 +374,7 @@ class _Checker:
         body = entry.get("body") if isinstance(entry.get("body"), Mapping) else {}
         data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
         if body.get("type") == "state":
-            self.state = {**_INITIAL_STATE, **data}
+            self.state = {**INITIAL_STATE, **data}
         elif body.get("type") in _REFUSALS:
             pending = self.pending
             if pending is None or pending.refusal_seen or data.get("command") != pending.name:

@@ -33,6 +33,17 @@ __all__ = [
 CHUNK_FRAMES = 33
 CAPACITY = 50  # snapshot buffer
 DEFAULT_STRENGTH = 1.0
+INITIAL_STATE: dict[str, Any] = {  # the `state` payload of a fresh or reset session (HELIOS.md §6)
+    "started": False,
+    "running": False,
+    "paused": False,
+    "image_set": False,
+    "current_chunk": 0,
+    "current_frame": 0,
+    "current_prompt": None,
+    "image_strength": DEFAULT_STRENGTH,
+    "scheduled_prompts": {},
+}
 DEFAULT_SR = "2x"
 
 

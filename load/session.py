@@ -23,13 +23,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx._transports.default as _httpx_transport
 
 from conformance.wire_client import Received, WireClient
 from mock_server.helios import CHUNK_FRAMES
@@ -64,32 +61,6 @@ V0_ANSWERS = {
     "list_snapshots": "snapshot_list",
     "rewind": "rewind_complete",
 }
-
-
-def _share_default_ssl_context() -> None:
-    """Build httpx's default SSL context once per process instead of once per client.
-
-    WireClient makes one httpx client per session, and httpx loads the whole CA bundle for each
-    (about 20 ms of CPU): in a burst of connects that dominated the load client. Plain-HTTP loopback
-    traffic never uses the context; sharing one is safe for HTTPS too.
-    """
-    original = _httpx_transport.create_ssl_context
-    if getattr(original, "_helios_shared", False):
-        return
-    cache: dict[str, ssl.SSLContext] = {}
-
-    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
-        if verify is True and cert is None:
-            if "default" not in cache:
-                cache["default"] = original(verify=verify, cert=cert, trust_env=trust_env)
-            return cache["default"]
-        return original(verify=verify, cert=cert, trust_env=trust_env)
-
-    create_ssl_context._helios_shared = True  # type: ignore[attr-defined]
-    _httpx_transport.create_ssl_context = create_ssl_context  # type: ignore[assignment]
-
-
-_share_default_ssl_context()
 
 
 class SessionFailed(Exception):

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from conformance.reference_model import INITIAL_STATE  # noqa: F401 - re-exported for the suite modules
 from conformance.server import HeliosServer
 from conformance.wire_client import Received, WireClient
 from mock_server.markers import Markers
@@ -26,17 +27,6 @@ STATE_FIELDS = {
     "current_prompt",
     "image_strength",
     "scheduled_prompts",
-}
-INITIAL_STATE = {
-    "started": False,
-    "running": False,
-    "paused": False,
-    "image_set": False,
-    "current_chunk": 0,
-    "current_frame": 0,
-    "current_prompt": None,
-    "image_strength": 1.0,
-    "scheduled_prompts": {},
 }
 
 
