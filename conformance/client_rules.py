@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_server.commands import COMMANDS, UPLOAD_PARAMS, CommandRejected, validate_command
+from mock_server.model.commands import COMMANDS, UPLOAD_PARAMS, CommandRejected, validate_command
 
 from .reference_model import INITIAL_STATE
 

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from mock_server.markers import Markers, prompt_id
+from mock_server.media.markers import Markers, prompt_id
 
 from .client_rules import DEFAULT_PING_TOLERANCE, PING_INTERVALS, Violation, check_record
 from .wire_client import FrameSample, Received, WireClient
@@ -104,7 +104,7 @@ def markers_by_chunk(client: WireClient) -> dict[int, list[Markers]]:
 
 
 def prompt_ids_by_chunk(client: WireClient) -> dict[int, set[int]]:
-    """Prompt ids (``mock_server.markers.prompt_id``) seen in the frames of each chunk."""
+    """Prompt ids (``mock_server.media.markers.prompt_id``) seen in the frames of each chunk."""
     return {chunk: {m.prompt_id for m in marks} for chunk, marks in markers_by_chunk(client).items()}
 
 

@@ -1,5 +1,5 @@
 """An independent reference model of Helios, written from HELIOS.md §3-6 alone (it shares no code with
-``mock_server.helios``), used by the state-machine tests to predict every reply, broadcast and plan.
+``mock_server.model.helios``), used by the state-machine tests to predict every reply, broadcast and plan.
 
 It predicts *what* a command produces; the driver decides *when* chunks begin and complete (in process:
 explicit ``begin_chunk``/``complete_chunk``; over the wire: as ``chunk_complete`` messages arrive).
@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from mock_server.constants import CHUNK_FRAMES
 
 __all__ = [
     "CAPACITY",
@@ -30,7 +32,6 @@ __all__ = [
     "check_params",
 ]
 
-CHUNK_FRAMES = 33
 CAPACITY = 50  # snapshot buffer
 DEFAULT_STRENGTH = 1.0
 INITIAL_STATE: dict[str, Any] = {  # the `state` payload of a fresh or reset session (HELIOS.md §6)

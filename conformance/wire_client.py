@@ -22,7 +22,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from mock_server.markers import Markers, decode_markers
+from mock_server.media.markers import Markers, decode_markers
 from mock_server.wire import reactor_wire_pb as pb
 from mock_server.wire.v1 import dict_to_struct, struct_to_dict
 

@@ -13,9 +13,9 @@ import argparse
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mock_server.frames import render_frame
-from mock_server.markers import decode_markers
-from mock_server.plan import ChunkPlan, ReferenceImage
+from mock_server.media.frames import render_frame
+from mock_server.media.markers import decode_markers
+from mock_server.model.plan import ChunkPlan, ReferenceImage
 
 FRAMES = (0, 8, 16, 24, 32)
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.wire_client import Received, WireClient
-from mock_server.helios import CHUNK_FRAMES
-from mock_server.images import image_id_of
-from mock_server.markers import Markers, prompt_id
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.markers import Markers, prompt_id
+from mock_server.model.images import image_id_of
 from mock_server.wire import reactor_wire_pb as pb
 
 from .video import FrameTimeline, attach, install

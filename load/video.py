@@ -33,8 +33,8 @@ from aiortc import rtcrtpreceiver as _rtcrtpreceiver
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from mock_server import markers as _mk
-from mock_server.helios import CHUNK_FRAMES
-from mock_server.markers import Markers
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.markers import Markers
 
 FrameCallback = Callable[[float, "Markers | None"], None]
 
@@ -247,7 +247,7 @@ def read_markers_yuv(frame: av.VideoFrame) -> Markers | None:
 
 
 # ---------------------------------------------------------------------- fast marker band reader
-# Same sampling, thresholds and checks as mock_server.markers.decode_markers on a luma plane, with the
+# Same sampling, thresholds and checks as mock_server.media.markers.decode_markers on a luma plane, with the
 # geometry cached per frame size and the CRC and fields computed with precomputed tables (about 10x cheaper).
 
 _PAYLOAD_BITS = sum(n for _, n in _mk._FIELDS)

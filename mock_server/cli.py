@@ -8,13 +8,13 @@ import logging
 import sys
 from dataclasses import replace
 
-from .config import VERSION, Settings, parse_resolution
+from mock_server.config import VERSION, Settings, parse_resolution
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .http_api import create_app
+    from mock_server.app import create_app
 
     settings = Settings().with_env()
     overrides = {
@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from .schema_files import write_schema_files
+    from mock_server.schema_files import write_schema_files
 
     changed = write_schema_files(args.out)
     print(f"wrote {len(changed)} changed file(s) under {args.out}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
-from .plan import NATIVE_SIZE
+from mock_server.constants import NATIVE_SIZE
 
 VERSION = "0.1.0"
 SERVER_VERSION = f"helios-mock/{VERSION}"

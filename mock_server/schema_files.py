@@ -1,8 +1,9 @@
 """The committed contract files under ``schemas/``, generated from the models the server validates with.
 
 * ``commands/<name>.json``  JSON Schema of one command's parameters (``data`` merged with ``uploads``),
-  from ``mock_server.commands.COMMANDS``;
-* ``messages/<type>.json``  JSON Schema of one message's ``data``, from ``mock_server.messages.MESSAGES``;
+  from ``mock_server.model.commands.COMMANDS``;
+* ``messages/<type>.json``  JSON Schema of one message's ``data``, from
+  ``mock_server.model.messages.MESSAGES``;
 * ``http/openapi.json``     the OpenAPI document of the HTTP API (``create_app(Settings()).openapi()``);
 * ``model_schema.json``     the model schema served on ``requestSchema`` (``build_model_schema``).
 
@@ -39,7 +40,7 @@ def _json_schema(model: type[BaseModel], title: str, comment: str) -> dict[str, 
 
 def command_schema(name: str) -> dict[str, Any]:
     """JSON Schema of the parameters of command `name` (extra keys are allowed and ignored)."""
-    from .commands import COMMANDS
+    from mock_server.model.commands import COMMANDS
 
     return _json_schema(
         COMMANDS[name],
@@ -51,7 +52,7 @@ def command_schema(name: str) -> dict[str, Any]:
 
 def message_schema(type_: str) -> dict[str, Any]:
     """JSON Schema of the ``data`` of message `type_` (model -> client)."""
-    from .messages import MESSAGES
+    from mock_server.model.messages import MESSAGES
 
     return _json_schema(
         MESSAGES[type_],
@@ -62,18 +63,18 @@ def message_schema(type_: str) -> dict[str, Any]:
 
 def http_openapi() -> dict[str, Any]:
     """The FastAPI app's OpenAPI document of the HTTP API (default settings)."""
-    from .config import Settings
-    from .http_api import create_app
+    from mock_server.app import create_app
+    from mock_server.config import Settings
 
     return create_app(Settings()).openapi()
 
 
 def render_schema_files() -> dict[str, str]:
     """Every generated file: path relative to the schemas directory -> its exact text."""
-    from .commands import COMMANDS
-    from .config import VERSION
-    from .messages import MESSAGES
-    from .model_schema import build_model_schema
+    from mock_server.config import VERSION
+    from mock_server.model.commands import COMMANDS
+    from mock_server.model.messages import MESSAGES
+    from mock_server.model.model_schema import build_model_schema
 
     files: dict[str, str] = {}
     for name in COMMANDS:

@@ -1,7 +1,7 @@
 """Stateful property tests: Helios against the independent reference model (conformance.reference_model).
 
-(a) ``PureHeliosMachine`` drives the pure ``mock_server.helios.Helios`` in process: every command (valid and
-    invalid) and explicit chunk begin/complete steps, each result compared with the reference.
+(a) ``PureHeliosMachine`` drives the pure ``mock_server.model.helios.Helios`` in process: every command
+    (valid and invalid) and explicit chunk begin/complete steps, each result compared with the reference.
 (b) ``WireHeliosMachine`` drives the mock over the real wire (raw aiortc client, v1 protobuf, one fresh local
     session per example) and checks replies, broadcasts, ``state``, ``chunk_complete`` and the frames' marker
     band against the same reference.
@@ -43,12 +43,12 @@ from conformance.strategies import (
     valid_commands,
 )
 from conformance.wire_client import Received, WireClient
-from mock_server.commands import COMMANDS, CommandRejected, validate_command
-from mock_server.helios import Helios
-from mock_server.helios import Message as HeliosMessage
-from mock_server.images import UploadedFile, image_id_of
-from mock_server.markers import prompt_id
-from mock_server.messages import MESSAGES
+from mock_server.media.markers import prompt_id
+from mock_server.model.commands import COMMANDS, CommandRejected, validate_command
+from mock_server.model.helios import Helios
+from mock_server.model.helios import Message as HeliosMessage
+from mock_server.model.images import UploadedFile, image_id_of
+from mock_server.model.messages import MESSAGES
 from mock_server.wire import reactor_wire_pb as pb
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conformance.server import HeliosServer, free_port
-from mock_server.markers import Markers, decode_markers, encode_markers
+from mock_server.media.markers import Markers, decode_markers, encode_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # load/ is a directory of scripts, not an installed package

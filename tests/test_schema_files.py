@@ -15,8 +15,8 @@ from PIL import Image
 from conformance.helpers import expect_message
 from conformance.server import HeliosServer
 from conformance.wire_client import WireClient
-from mock_server.commands import COMMANDS, CommandRejected, validate_command
-from mock_server.messages import MESSAGES
+from mock_server.model.commands import COMMANDS, CommandRejected, validate_command
+from mock_server.model.messages import MESSAGES
 from mock_server.schema_files import dumps, render_schema_files, stale_files, write_schema_files
 
 jsonschema = pytest.importorskip("jsonschema")

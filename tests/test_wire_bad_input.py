@@ -182,7 +182,7 @@ async def test_commands_take_effect_at_the_next_chunk_exactly(helios_client) -> 
     client.send_command("set_prompt", {"prompt": "second"})
     switch = (await client.wait_message("prompt_accepted", since=mark)).data["chunk"]
     await client.wait_message("chunk_complete", lambda d: d["chunk_index"] == switch + 1, timeout=15)
-    from mock_server.markers import prompt_id
+    from mock_server.media.markers import prompt_id
 
     first, second = prompt_id("first"), prompt_id("second")
     marked = [f.markers for f in client.frames if f.markers is not None]

@@ -12,10 +12,10 @@ import httpx
 from conformance.reference_model import INITIAL_STATE  # noqa: F401 - re-exported for the suite modules
 from conformance.server import HeliosServer
 from conformance.wire_client import Received, WireClient
-from mock_server.markers import Markers
-from mock_server.messages import MESSAGES
+from mock_server.constants import CHUNK_FRAMES  # noqa: F401 - re-exported for the suite modules
+from mock_server.media.markers import Markers
+from mock_server.model.messages import MESSAGES
 
-CHUNK_FRAMES = 33
 FPS = 24.0
 STATE_FIELDS = {
     "started",

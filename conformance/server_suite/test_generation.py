@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conformance.wire_client import WireClient
-from mock_server.images import image_id_of
-from mock_server.markers import prompt_id
+from mock_server.media.markers import prompt_id
+from mock_server.model.images import image_id_of
 
 from .support import CHUNK_FRAMES, INITIAL_STATE, Stream, Target, markers_by_chunk
 

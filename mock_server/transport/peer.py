@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import candidate_from_sdp
 
-from .video_track import EncodedVideoTrack, RawVideoTrack
+from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack
 
 log = logging.getLogger("helios_mock.transport")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from .common import CONTROL, DATA, Codec, WireError, looks_like_json
-from .v0 import V0Codec
-from .v1 import V1Codec
+from mock_server.wire.common import CONTROL, DATA, Codec, WireError, looks_like_json
+from mock_server.wire.v0 import V0Codec
+from mock_server.wire.v1 import V1Codec
 
 __all__ = [
     "CONTROL",

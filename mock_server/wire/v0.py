@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from .common import (
+from mock_server.wire.common import (
     CONTROL,
     DATA,
     AckOut,

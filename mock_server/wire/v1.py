@@ -13,8 +13,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
 
-from . import reactor_wire_pb as pb
-from .common import (
+from mock_server.wire import reactor_wire_pb as pb
+from mock_server.wire.common import (
     CONTROL,
     DATA,
     AckOut,

@@ -205,12 +205,12 @@ class Frame:
     t_ms: float
     width: int
     height: int
-    markers: Any  # mock_server.markers.Markers | None
+    markers: Any  # mock_server.media.markers.Markers | None
 
 
 def read_frames(path: Path) -> list[Frame]:
     """Parse frames.bin records ``[u32 w][u32 h][f64 t_ms][w*h luma]`` and decode each frame's markers."""
-    from mock_server.markers import decode_markers
+    from mock_server.media.markers import decode_markers
 
     frames: list[Frame] = []
     if not path.exists():

@@ -27,7 +27,7 @@ from netns import run_in_netns
 from PIL import Image
 from prereq import missing_prerequisite
 
-from mock_server.markers import Markers, decode_markers, prompt_id
+from mock_server.media.markers import Markers, decode_markers, prompt_id
 
 pytestmark = pytest.mark.e2e
 

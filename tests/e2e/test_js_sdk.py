@@ -20,8 +20,8 @@ import pytest
 from jsclient import Frame, RunResult, Scenario, run_js_scenario, saved, upload_ref
 from PIL import Image
 
-from mock_server.images import image_id_of
-from mock_server.markers import prompt_id
+from mock_server.media.markers import prompt_id
+from mock_server.model.images import image_id_of
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import pytest
 from jsclient import DRIVER, Frame, RunResult, Scenario, ensure_node_modules, read_frames
 from py_scenarios.pyrun import PyRunResult, load_py_run, program_argv, require_python_sdk, run_ns
 
-from mock_server.markers import prompt_id
+from mock_server.media.markers import prompt_id
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ import pytest
 from jsclient import Frame
 from py_scenarios.pyrun import PyRunResult, run_py_scenario
 
-from mock_server.frames import render_frame
-from mock_server.images import UploadedFile, condition_image, image_id_of
-from mock_server.markers import prompt_id
-from mock_server.plan import ChunkPlan
+from mock_server.media.frames import render_frame
+from mock_server.media.markers import prompt_id
+from mock_server.model.images import UploadedFile, condition_image, image_id_of
+from mock_server.model.plan import ChunkPlan
 
 pytestmark = pytest.mark.e2e
 

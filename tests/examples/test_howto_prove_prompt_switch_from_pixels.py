@@ -16,7 +16,7 @@ from conformance.helpers import (
     wait_for_chunk,
 )
 from conformance.wire_client import WireClient
-from mock_server.markers import prompt_id
+from mock_server.media.markers import prompt_id
 
 
 async def test_prompt_switch_lands_on_the_announced_chunk(helios_client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from mock_server.commands import (
+from mock_server.model.commands import (
     ADVERTISED,
     COMMANDS,
     DESCRIPTIONS,

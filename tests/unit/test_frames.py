@@ -11,9 +11,10 @@ import pytest
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 
-from mock_server.frames import CHUNK_FRAMES, ChunkRenderer, render_frame
-from mock_server.markers import Markers, band_height, decode_markers, prompt_id
-from mock_server.plan import NATIVE_SIZE, ChunkPlan, ReferenceImage, output_size
+from mock_server.constants import CHUNK_FRAMES, NATIVE_SIZE
+from mock_server.media.frames import ChunkRenderer, render_frame
+from mock_server.media.markers import Markers, band_height, decode_markers, prompt_id
+from mock_server.model.plan import ChunkPlan, ReferenceImage, output_size
 
 PROMPT = "A red fox runs through a snowy forest at dawn"
 

@@ -11,25 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mock_server.commands import CommandRejected, validate_command
-from mock_server.helios import CHUNK_FRAMES, SNAPSHOT_CAPACITY, Helios, Message, Outcome
-from mock_server.images import UploadedFile, condition_image, image_id_of
-from mock_server.messages import MESSAGES
-from mock_server.plan import ChunkPlan
+from conformance.reference_model import INITIAL_STATE
+from mock_server.constants import CHUNK_FRAMES, SNAPSHOT_CAPACITY
+from mock_server.model.commands import CommandRejected, validate_command
+from mock_server.model.helios import Helios, Message, Outcome
+from mock_server.model.images import UploadedFile, condition_image, image_id_of
+from mock_server.model.messages import MESSAGES
+from mock_server.model.plan import ChunkPlan
 
 UPLOAD_REF = {"upload_id": "u-1", "name": "ref.png", "mime_type": "image/png", "size": 1}
 
-INITIAL_STATE = {
-    "started": False,
-    "running": False,
-    "paused": False,
-    "image_set": False,
-    "current_chunk": 0,
-    "current_frame": 0,
-    "current_prompt": None,
-    "image_strength": 1.0,
-    "scheduled_prompts": {},
-}
 
 
 def encode(size: tuple[int, int], fmt: str = "PNG", colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:

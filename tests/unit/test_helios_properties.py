@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mock_server.commands import validate_command
-from mock_server.helios import CHUNK_FRAMES, SNAPSHOT_CAPACITY, Helios, Message
-from mock_server.images import UploadedFile, image_id_of
-from mock_server.messages import MESSAGES
+from mock_server.constants import CHUNK_FRAMES, SNAPSHOT_CAPACITY
+from mock_server.model.commands import validate_command
+from mock_server.model.helios import Helios, Message
+from mock_server.model.images import UploadedFile, image_id_of
+from mock_server.model.messages import MESSAGES
 
 
 def _png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:

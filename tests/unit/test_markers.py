@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mock_server.markers import (
+from mock_server.media.markers import (
     COLUMNS,
     ROWS,
     Markers,

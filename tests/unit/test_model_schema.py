@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mock_server.commands import ADVERTISED, COMMANDS, DESCRIPTIONS, CommandRejected, validate_command
-from mock_server.helios import Helios
-from mock_server.images import UploadedFile
-from mock_server.messages import MESSAGES
-from mock_server.model_schema import ANSWERS, build_model_schema, capabilities_commands
+from mock_server.model.commands import ADVERTISED, COMMANDS, DESCRIPTIONS, CommandRejected, validate_command
+from mock_server.model.helios import Helios
+from mock_server.model.images import UploadedFile
+from mock_server.model.messages import MESSAGES
+from mock_server.model.model_schema import ANSWERS, build_model_schema, capabilities_commands
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -18,7 +18,7 @@ from sample_client import HeliosApp, NotReady
 from conformance.helpers import assert_no_violations
 from conformance.server import HeliosServer
 from mock_server import decode_markers
-from mock_server.markers import Markers, prompt_id
+from mock_server.media.markers import Markers, prompt_id
 
 
 class Recorder:

@@ -7,9 +7,9 @@
   ``runtime_message``, ``track``, ``timing`` {name, value}, ``step_start`` / ``step_end`` {id, ok, result |
   error}, ``check`` {ok, text}, ``done``), so jsclient.RunResult can read both clients' runs;
 * ``frames.jsonl`` — one line per ``main_video`` frame: ``[t_ms, width, height, markers]`` where markers is
-  ``[chunk, frame, prompt_id, seed, image_id]`` decoded with mock_server.markers, or null;
+  ``[chunk, frame, prompt_id, seed, image_id]`` decoded with mock_server.media.markers, or null;
 * ``probes.npz`` — the RGB pixels of frame ``PROBE_FRAME`` of every (chunk, prompt_id) seen first, keyed
-  ``c<chunk>_p<prompt_id>``, for pixel-level comparisons with mock_server.frames;
+  ``c<chunk>_p<prompt_id>``, for pixel-level comparisons with mock_server.media.frames;
 * ``results.json`` — summary at exit: ok, failures, replies per step, timings, counts.
 
 Hard expectations (``require``/waits) raise ``ScenarioFailed`` and end the program; soft ones (``check``) are
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from reactor_sdk import Reactor, ReactorError
 
-from mock_server.markers import decode_markers
+from mock_server.media.markers import decode_markers
 
 PROBE_FRAME = 16  # frame-in-chunk whose pixels are kept (the middle of the chunk)
 

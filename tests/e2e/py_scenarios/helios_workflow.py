@@ -24,7 +24,7 @@ from typing import Any
 from common import Recorder, ScenarioFailed, api_url, png_bytes
 from reactor_sdk import Reactor
 
-from mock_server.images import image_id_of
+from mock_server.model.images import image_id_of
 
 SEED = 1234
 P0 = "A red fox trotting through snow"

@@ -30,7 +30,7 @@ def require_python_sdk() -> None:
 
 def read_py_frames(path: Path) -> list[Frame]:
     """Frames logged by common.Recorder, one JSON line each: ``[t_ms, width, height, markers or null]``."""
-    from mock_server.markers import Markers
+    from mock_server.media.markers import Markers
 
     frames: list[Frame] = []
     if not path.exists():

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mock_server.commands import ADVERTISED, COMMANDS, DESCRIPTIONS, UploadReference
-from mock_server.messages import MESSAGES
+from mock_server.model.commands import ADVERTISED, COMMANDS, DESCRIPTIONS, UploadReference
+from mock_server.model.messages import MESSAGES
 
 MODEL_NAME = "helios"
 MODEL_DESCRIPTION = (

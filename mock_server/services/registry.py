@@ -12,24 +12,17 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from .config import SERVER_VERSION, VERSION, Settings
-from .model_schema import build_model_schema
-from .session import TRACKS, Session
-from .transport.encoded_chunks import EncodedChunkCache
+from mock_server.config import SERVER_VERSION, VERSION, Settings
+from mock_server.errors import ApiError
+from mock_server.media.encoded_chunks import EncodedChunkCache
+from mock_server.model.model_schema import build_model_schema
+from mock_server.session.session import TRACKS, Session
 
 log = logging.getLogger("helios_mock.registry")
 
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
 KEEP_CLOSED = 1000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
 
 
 class Registry:

@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mock_server import messages as m
-from mock_server.commands import COMMANDS, validate_command
-from mock_server.images import ImageRejected, UploadedFile, condition_image
-from mock_server.plan import ChunkPlan, ReferenceImage
+from mock_server.constants import CHUNK_FRAMES, SNAPSHOT_CAPACITY
+from mock_server.model import messages as m
+from mock_server.model.commands import COMMANDS, validate_command
+from mock_server.model.images import ImageRejected, UploadedFile, condition_image
+from mock_server.model.plan import ChunkPlan, ReferenceImage
 
 __all__ = [
     "CHUNK_FRAMES",
@@ -29,8 +30,6 @@ __all__ = [
     "ReferenceImage",
 ]
 
-CHUNK_FRAMES = 33
-SNAPSHOT_CAPACITY = 50
 DEFAULT_IMAGE_STRENGTH = 1.0
 DEFAULT_SR_SCALE = "2x"
 

@@ -19,9 +19,9 @@ from collections.abc import Hashable
 import av
 from aiortc.codecs.vpx import DEFAULT_BITRATE
 
-from ..frames import ChunkRenderer
-from ..helios import CHUNK_FRAMES
-from ..plan import ChunkPlan, ReferenceImage
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.frames import ChunkRenderer
+from mock_server.model.plan import ChunkPlan, ReferenceImage
 
 log = logging.getLogger("helios_mock.media")
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from mock_server.plan import NATIVE_SIZE, ReferenceImage
+from mock_server.constants import NATIVE_SIZE
+from mock_server.model.plan import ReferenceImage
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 ASPECT = (5, 3)  # width : height of the native frame

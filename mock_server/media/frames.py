@@ -26,10 +26,10 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mock_server.markers import ROWS, Markers, band_height, cell_bits, cell_edges, prompt_id
-from mock_server.plan import NATIVE_SIZE, SR_FACTORS, ChunkPlan, ReferenceImage, output_size
+from mock_server.constants import CHUNK_FRAMES, NATIVE_SIZE, SR_FACTORS
+from mock_server.media.markers import ROWS, Markers, band_height, cell_bits, cell_edges, prompt_id
+from mock_server.model.plan import ChunkPlan, ReferenceImage, output_size
 
-CHUNK_FRAMES = 33
 NOISE_AMPLITUDE = 56  # grey levels of the drifting texture; the static layer is scaled into [0, 255 - this]
 _TRACK_COLOUR = np.array([24, 24, 28], dtype=np.uint8)
 _MARKER_COLOUR = np.array([255, 214, 0], dtype=np.uint8)

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NATIVE_SIZE = (640, 384)  # (width, height) at sr_scale "off"
-SR_FACTORS = {"off": 1, "2x": 2, "4x": 4}
+from mock_server.constants import NATIVE_SIZE, SR_FACTORS
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,19 +15,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import UPLOAD_PARAMS, CommandRejected, validate_command
-from .config import Settings
-from .connection import Connection
-from .frames import ChunkRenderer
-from .helios import CHUNK_FRAMES, Helios, Message
-from .images import UploadedFile
-from .model_schema import capabilities_commands
-from .record import SessionRecord
-from .transport.encoded_chunks import EncodedChunkCache
-from .transport.peer import OfferError, TrickledCandidate, offer_ufrag
-from .transport.video_track import FrameFeed, FrameRef
-from .wire import common as w
-from .wire import provisional_codec
+from mock_server.config import Settings
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.encoded_chunks import EncodedChunkCache
+from mock_server.media.feed import FrameFeed, FrameRef
+from mock_server.media.frames import ChunkRenderer
+from mock_server.model.commands import UPLOAD_PARAMS, CommandRejected, validate_command
+from mock_server.model.helios import Helios, Message
+from mock_server.model.images import UploadedFile
+from mock_server.model.model_schema import capabilities_commands
+from mock_server.session.connection import Connection
+from mock_server.session.record import SessionRecord
+from mock_server.transport.peer import OfferError, TrickledCandidate, offer_ufrag
+from mock_server.wire import common as w
+from mock_server.wire import provisional_codec
 
 log = logging.getLogger("helios_mock.session")
 

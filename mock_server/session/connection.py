@@ -10,12 +10,13 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from .record import SessionRecord
-from .transport.encoded_chunks import EncodedChunkCache
-from .transport.peer import PeerTransport, TrickledCandidate
-from .transport.video_track import EncodedVideoTrack, FrameFeed, RawVideoTrack
-from .wire import codec_for_first_frame
-from .wire.common import CONTROL, DATA, Codec, Outbound
+from mock_server.media.encoded_chunks import EncodedChunkCache
+from mock_server.media.feed import FrameFeed
+from mock_server.session.record import SessionRecord
+from mock_server.transport.peer import PeerTransport, TrickledCandidate
+from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack
+from mock_server.wire import codec_for_first_frame
+from mock_server.wire.common import CONTROL, DATA, Codec, Outbound
 
 log = logging.getLogger("helios_mock.connection")
 

@@ -19,11 +19,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .config import SERVER_VERSION, Settings
-from .registry import LOCAL_ID, ApiError, Registry
-from .session import Session
-from .transport.ice import restrict_host_addresses
-from .transport.peer import OfferError
+from mock_server.config import SERVER_VERSION, Settings
+from mock_server.errors import ApiError, ServiceError
+from mock_server.services.registry import LOCAL_ID, Registry
+from mock_server.session.session import Session
+from mock_server.transport.ice import restrict_host_addresses
+from mock_server.transport.peer import OfferError
 
 log = logging.getLogger("helios_mock.http")
 
@@ -119,8 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=["Retry-After"],
     )
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _api_error(request: Request, exc: ServiceError) -> JSONResponse:
         log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.detail)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per route family; each endpoint calls a service and shapes its answer."""

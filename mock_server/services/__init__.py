@@ -1,0 +1,1 @@
+"""Services the HTTP routes call: the session registry (sessions, tokens, limits)."""
