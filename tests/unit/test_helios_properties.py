@@ -135,82 +135,105 @@ def test_random_sequences_keep_helios_consistent(prelude: bool, steps: list[tupl
     check_invariants(h, shadow)
     for step in (PRELUDE if prelude else []) + steps:
         if step[0] == "begin":
-            can_begin = h.running and not h.chunk_in_progress
-            k = h.current_chunk
-            plan = h.begin_chunk()
-            assert (plan is not None) == can_begin
-            if plan is not None:
-                if k in shadow.schedule:
-                    shadow.prompt = shadow.schedule.pop(k)
-                assert plan.chunk_index == k
-                assert plan.prompt == shadow.prompt
-                assert plan.seed == shadow.effective_seed
-                assert plan.image_id == shadow.image_id
-                assert plan.image_strength == shadow.strength
-                assert plan.sr_scale == shadow.sr_scale
-                assert h.chunk_in_progress
+            _check_begin(h, shadow)
         elif step[0] == "complete":
-            was = h.chunk_in_progress
-            k = h.current_chunk
-            done = h.complete_chunk()
-            if not was:
-                assert done == ()
-            else:
-                assert [m.type for m in done] == ["chunk_complete", "state"]
-                assert done[0].data == {
-                    "chunk_index": k,
-                    "frames_emitted": 33,
-                    "active_prompt": shadow.prompt,
-                }
-                assert done[1] == h.state_message()
-                for msg in done:
-                    check_message(msg)
-                shadow.rewind_pending = False
-            assert not h.chunk_in_progress
+            _check_complete(h, shadow)
         else:
-            name, params, upload = step[1]
-            if name in ("set_image", "set_conditioning"):
-                params = {**params, "image": UPLOAD_REF}
-            files = {"image": upload} if upload is not None else {}
-            before = h.state_message()
-            in_progress = h.chunk_in_progress
-            out = h.handle(name, validate_command(name, params), files)
-            for msg in out.broadcasts + tuple(m for m in (out.answer, out.state) if m is not None):
-                check_message(msg)
-            if not out.accepted:
-                assert out.answer is None and out.state is None
-                assert len(out.broadcasts) == 1
-                assert out.broadcasts[0].type in ("command_error", "rewind_failed")
-                assert out.broadcasts[0].data["command"] == name
-                assert h.state_message() == before  # a refusal changes nothing
-            else:
-                assert out.state == h.state_message()
-                for msg in out.broadcasts + ((out.answer,) if out.answer else ()):
-                    if msg.type == "prompt_accepted":
-                        shadow.schedule[msg.data["chunk"]] = msg.data["prompt"]
-                if name in ("set_image", "set_conditioning"):
-                    assert upload is not None
-                    shadow.image_id = image_id_of(upload.data)
-                elif name == "clear_image":
-                    shadow.image_id = 0
-                elif name == "set_image_strength":
-                    shadow.strength = float(params["image_strength"])
-                elif name == "set_sr_scale":
-                    shadow.sr_scale = params["sr_scale"]
-                elif name == "set_seed":
-                    shadow.seed = params["seed"]
-                elif name == "start":
-                    shadow.effective_seed = shadow.seed if shadow.seed != -1 else drawn[-1]
-                    shadow.prompt = shadow.schedule[0]
-                elif name == "reset":
-                    shadow.reset()
-                elif name == "rewind":
-                    shadow.rewind_pending = in_progress
-                    assert out.answer is not None
-                    if not in_progress:
-                        assert h.current_chunk == out.answer.data["chunk"]
-                elif name == "save_snapshot":
-                    assert out.answer is not None
-                    assert out.answer.data["count"] <= SNAPSHOT_CAPACITY
-                    assert out.answer.data["chunk"] == h.current_chunk
+            _check_command(h, shadow, step[1], drawn)
         check_invariants(h, shadow)
+
+
+def _check_begin(h: Helios, shadow: Shadow) -> None:
+    can_begin = h.running and not h.chunk_in_progress
+    k = h.current_chunk
+    plan = h.begin_chunk()
+    assert (plan is not None) == can_begin
+    if plan is None:
+        return
+    if k in shadow.schedule:
+        shadow.prompt = shadow.schedule.pop(k)
+    assert plan.chunk_index == k
+    assert plan.prompt == shadow.prompt
+    assert plan.seed == shadow.effective_seed
+    assert plan.image_id == shadow.image_id
+    assert plan.image_strength == shadow.strength
+    assert plan.sr_scale == shadow.sr_scale
+    assert h.chunk_in_progress
+
+
+def _check_complete(h: Helios, shadow: Shadow) -> None:
+    was = h.chunk_in_progress
+    k = h.current_chunk
+    done = h.complete_chunk()
+    if not was:
+        assert done == ()
+    else:
+        assert [m.type for m in done] == ["chunk_complete", "state"]
+        assert done[0].data == {"chunk_index": k, "frames_emitted": 33, "active_prompt": shadow.prompt}
+        assert done[1] == h.state_message()
+        for msg in done:
+            check_message(msg)
+        shadow.rewind_pending = False
+    assert not h.chunk_in_progress
+
+
+def _check_command(h: Helios, shadow: Shadow, action: Any, drawn: list[int]) -> None:
+    name, params, upload = action
+    if name in ("set_image", "set_conditioning"):
+        params = {**params, "image": UPLOAD_REF}
+    files = {"image": upload} if upload is not None else {}
+    before = h.state_message()
+    in_progress = h.chunk_in_progress
+    out = h.handle(name, validate_command(name, params), files)
+    for msg in out.broadcasts + tuple(m for m in (out.answer, out.state) if m is not None):
+        check_message(msg)
+    if not out.accepted:
+        assert out.answer is None and out.state is None
+        assert len(out.broadcasts) == 1
+        assert out.broadcasts[0].type in ("command_error", "rewind_failed")
+        assert out.broadcasts[0].data["command"] == name
+        assert h.state_message() == before  # a refusal changes nothing
+        return
+    assert out.state == h.state_message()
+    for msg in out.broadcasts + ((out.answer,) if out.answer else ()):
+        if msg.type == "prompt_accepted":
+            shadow.schedule[msg.data["chunk"]] = msg.data["prompt"]
+    _follow_accepted(h, shadow, name, params, upload, out, in_progress, drawn)
+
+
+def _follow_accepted(
+    h: Helios,
+    shadow: Shadow,
+    name: str,
+    params: dict[str, Any],
+    upload: Any,
+    out: Any,
+    in_progress: bool,
+    drawn: list[int],
+) -> None:
+    """Apply an accepted command to the shadow model, checking its answer on the way."""
+    if name in ("set_image", "set_conditioning"):
+        assert upload is not None
+        shadow.image_id = image_id_of(upload.data)
+    elif name == "clear_image":
+        shadow.image_id = 0
+    elif name == "set_image_strength":
+        shadow.strength = float(params["image_strength"])
+    elif name == "set_sr_scale":
+        shadow.sr_scale = params["sr_scale"]
+    elif name == "set_seed":
+        shadow.seed = params["seed"]
+    elif name == "start":
+        shadow.effective_seed = shadow.seed if shadow.seed != -1 else drawn[-1]
+        shadow.prompt = shadow.schedule[0]
+    elif name == "reset":
+        shadow.reset()
+    elif name == "rewind":
+        shadow.rewind_pending = in_progress
+        assert out.answer is not None
+        if not in_progress:
+            assert h.current_chunk == out.answer.data["chunk"]
+    elif name == "save_snapshot":
+        assert out.answer is not None
+        assert out.answer.data["count"] <= SNAPSHOT_CAPACITY
+        assert out.answer.data["chunk"] == h.current_chunk

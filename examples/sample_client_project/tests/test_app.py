@@ -26,11 +26,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.markers: list[Markers] = []
+        self._arrived = asyncio.Event()
 
     def __call__(self, frame: np.ndarray) -> None:
         found = decode_markers(frame)
         if found is not None:
             self.markers.append(found)
+            self._arrived.set()
 
     def chunks(self, predicate) -> set[int]:
         return {m.chunk for m in self.markers if predicate(m)}
@@ -38,7 +40,8 @@ class Recorder:
     async def until_chunk(self, chunk: int, timeout: float = 15.0) -> None:
         async with asyncio.timeout(timeout):
             while not any(m.chunk >= chunk for m in self.markers):
-                await asyncio.sleep(0.05)
+                self._arrived.clear()
+                await self._arrived.wait()
 
 
 @pytest.fixture
