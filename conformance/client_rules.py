@@ -267,7 +267,7 @@ class _Checker:
 
     def on_inbound(self, entry: Mapping[str, Any]) -> None:
         kind = entry.get("kind", "")
-        body = entry.get("body") if isinstance(entry.get("body"), Mapping) else {}
+        body = _as_mapping(entry.get("body"))
         conn = self.conn(entry.get("connection_id"))
         if self.stopped is not None or self.ended:
             self.flag("after-stop", f"{kind} sent after the session ended", entry)
@@ -311,8 +311,8 @@ class _Checker:
             self.model_rules(entry, name, None)
             self.pending.flagged = len(self.out) > before
             return
-        data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
-        uploads = body.get("uploads") if isinstance(body.get("uploads"), Mapping) else {}
+        data = _as_mapping(body.get("data"))
+        uploads = _as_mapping(body.get("uploads"))
         for param in UPLOAD_PARAMS.get(name, ()):
             if param in data and param not in uploads:
                 self.flag("upload-in-data", f"{name}: upload parameter {param!r} sent in data", entry)
@@ -371,8 +371,8 @@ class _Checker:
     def on_outbound(self, entry: Mapping[str, Any]) -> None:
         if entry.get("kind") != "ModelMessageOut":
             return
-        body = entry.get("body") if isinstance(entry.get("body"), Mapping) else {}
-        data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+        body = _as_mapping(entry.get("body"))
+        data = _as_mapping(body.get("data"))
         if body.get("type") == "state":
             self.state = {**INITIAL_STATE, **data}
         elif body.get("type") in _REFUSALS:
@@ -428,6 +428,11 @@ class _Checker:
                 self.flag("request-id-missing", f"rejected: {message}", rejection)
             else:
                 self.flag("frame-malformed", f"rejected ({rejection.get('code')}): {message}", rejection)
+
+
+def _as_mapping(value: object) -> Mapping[str, Any]:
+    """``value`` when it is a mapping (a decoded JSON object), else an empty one."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _infer_codecs(entries: list[Mapping[str, Any]], given: dict[int, str]) -> dict[Any, str]:

@@ -267,7 +267,7 @@ def _valid(name: str) -> st.SearchStrategy[CommandCase]:
         case "schedule_prompt":
             return case(st.fixed_dictionaries({"prompt": prompts(), "chunk": _chunks}))
         case "set_image":
-            transition = st.one_of(
+            transition: st.SearchStrategy[dict[str, Any]] = st.one_of(
                 st.just({}), st.fixed_dictionaries({"transition": st.sampled_from(["cut", "blend"])})
             )
             return case(transition, image=upload_placeholders())

@@ -141,6 +141,8 @@ class EncodedChunkCache:
 
 def _open_encoder(name: str, width: int, height: int, bitrate: int) -> av.VideoCodecContext:
     codec = av.CodecContext.create(name, "w")
+    if not isinstance(codec, av.VideoCodecContext):  # ENCODERS names only video encoders
+        raise TypeError(f"{name} is not a video encoder")
     codec.width = width
     codec.height = height
     codec.pix_fmt = "yuv420p"

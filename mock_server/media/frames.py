@@ -86,7 +86,8 @@ def _image_layer(image: ReferenceImage, native_size: Size) -> np.ndarray:
     """The conditioned reference image as (H, W, 3) float32, resized if the native size is not 640x384."""
     pixels = image.pixels
     if pixels.shape[1::-1] != native_size:
-        pixels = np.asarray(Image.fromarray(pixels).convert("RGB").resize(native_size, Image.BILINEAR))
+        resized = Image.fromarray(pixels).convert("RGB").resize(native_size, Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized)
     return pixels.astype(np.float32)
 
 
@@ -105,7 +106,8 @@ def _text_overlay(prompt: str, native_size: Size) -> tuple[int, int, np.ndarray,
     if len(lines) > 3:
         lines = lines[:2] + [textwrap.shorten(" ".join(lines[2:]), width=chars, placeholder="...")]
     text = "\n".join(lines)
-    left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=font, spacing=size // 4)
+    # Pillow types bounding boxes as floats; with a FreeType font they are whole pixels.
+    left, top, right, bottom = map(int, probe.multiline_textbbox((0, 0), text, font=font, spacing=size // 4))
     box_w = min(width - 2 * margin, right - left + 2 * margin)
     box_h = min(height // 2, bottom - top + 2 * margin)
     layer = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 140))
@@ -209,7 +211,7 @@ def _label(chunk_index: int, native_size: Size) -> np.ndarray:
     font = _font(size)
     text = f"chunk {chunk_index}"
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
+    left, top, right, bottom = map(int, probe.textbbox((0, 0), text, font=font))
     pad = max(1, size // 4)
     img = Image.new("RGB", (right + 2 * pad, bottom - top + 2 * pad), tuple(int(c) for c in _TRACK_COLOUR))
     ImageDraw.Draw(img).text((pad, pad - top), text, font=font, fill=(230, 230, 230))
