@@ -189,7 +189,11 @@ class TokenService:
                 self._key,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"verify_exp": False, "require": ["exp", "iat", "sub", "jti", "iss"]},
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "require": ["exp", "iat", "sub", "jti", "iss"],
+                },
             )
         except jwt.InvalidAlgorithmError:
             raise Unauthorized(
