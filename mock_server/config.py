@@ -47,6 +47,10 @@ class Settings:
     )
     ice_addresses: tuple[str, ...] = ()  # host-candidate addresses; empty = every non-loopback address
     log_level: str = "info"
+    jwt_secret: str = ""  # HS256 key for minted tokens (≥ 32 chars); empty = random per process
+    api_keys: tuple[str, ...] = ()  # API keys POST/GET /tokens accepts; empty = any non-empty key
+    accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
+    admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
 
     @property
     def frame_interval(self) -> float:
@@ -64,7 +68,7 @@ class Settings:
             current = getattr(self, f.name)
             if f.name == "native_size":
                 changes[f.name] = parse_resolution(raw)
-            elif f.name == "ice_addresses":
+            elif f.name in ("ice_addresses", "api_keys"):
                 changes[f.name] = tuple(a.strip() for a in raw.split(",") if a.strip())
             elif isinstance(current, bool):
                 changes[f.name] = raw.lower() in ("1", "true", "yes")
