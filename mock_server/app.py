@@ -24,7 +24,6 @@ from mock_server.errors import ApiError, ServiceError
 from mock_server.services.registry import LOCAL_ID, Registry
 from mock_server.session.session import Session
 from mock_server.transport.ice import restrict_host_addresses
-from mock_server.transport.peer import OfferError
 
 log = logging.getLogger("helios_mock.http")
 
@@ -234,53 +233,20 @@ def create_app(settings: Settings) -> FastAPI:
         registry.running(session_id, authorization)
         return {"ice_servers": []}
 
-    async def _offer(session: Session, conn_id: int | None, offer: SdpOffer, *, legacy: bool) -> None:
-        if legacy:
-            conn = next((c for c in session.connections.values() if c.legacy), None)
-            if conn is None:
-                conn = session.register_connection(
-                    1001 if 1001 not in session.connections else None, legacy=True
-                )
-        else:
-            conn = session.connections.get(conn_id) if conn_id is not None else None
-            if conn is None:  # connect(connection_id=N) skips registration: register on the fly
-                conn = session.register_connection(conn_id)
-        mapping = [t.model_dump() for t in offer.track_mapping]
-        try:
-            await session.offer(conn, offer.sdp_offer, mapping, offer.client_info)
-        except OfferError as exc:
-            raise ApiError(400, str(exc)) from exc
-
-    def _answer(session: Session, conn_id: int | None, *, legacy: bool) -> Response:
-        if legacy:
-            conn = next((c for c in session.connections.values() if c.legacy), None)
-        else:
-            conn = session.connections.get(conn_id) if conn_id is not None else None
-        if conn is None:
-            if legacy:
-                raise ApiError(404, "no offer was posted for this session; POST sdp_params first")
-            raise ApiError(404, f"unknown connection {conn_id}")
-        if conn.answer_error:
-            raise ApiError(400, f"the offer could not be answered: {conn.answer_error}")
-        if conn.answer_sdp is None:
-            return JSONResponse({}, status_code=202)
-        body: dict[str, Any] = {"sdp_answer": conn.answer_sdp}
-        if not legacy:
-            body["connection_id"] = conn.id
-        return JSONResponse(body)
-
     @app.post(base + "/sdp_params", status_code=202, tags=["transport"])
     @app.put(base + "/sdp_params", status_code=202, tags=["transport"])
     async def legacy_offer(
         session_id: str, offer: SdpOffer, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
-        await _offer(session, None, offer, legacy=True)
+        mapping = [t.model_dump() for t in offer.track_mapping]
+        await session.signalling.offer(None, offer.sdp_offer, mapping, offer.client_info, legacy=True)
         return {"connection_id": 1001}
 
     @app.get(base + "/sdp_params", tags=["transport"])
     async def legacy_answer(session_id: str, authorization: str | None = Header(default=None)) -> Response:
-        return _answer(registry.running(session_id, authorization), None, legacy=True)
+        poll = registry.running(session_id, authorization).signalling.answer(None, legacy=True)
+        return JSONResponse(poll.body, status_code=poll.status)
 
     @app.post(base + "/connections", status_code=201, tags=["transport"])
     async def register(
@@ -288,7 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
         await _json_body(request)
-        return {"connection_id": session.register_connection().id}
+        return {"connection_id": session.signalling.register().id}
 
     @app.post(base + "/connections/{connection_id}/ice_candidates", status_code=202, tags=["transport"])
     async def trickle(
@@ -298,8 +264,8 @@ def create_app(settings: Settings) -> FastAPI:
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
-        conn = session.connections.get(connection_id) or session.register_connection(connection_id)
-        await session.add_candidates(conn, [c.model_dump() for c in body.candidates], body.is_final)
+        candidates = [c.model_dump() for c in body.candidates]
+        await session.signalling.trickle(connection_id, candidates, body.is_final)
         return {}
 
     @app.post(base + "/connections/{connection_id}/sdp_params", status_code=202, tags=["transport"])
@@ -308,14 +274,18 @@ def create_app(settings: Settings) -> FastAPI:
         session_id: str, connection_id: int, offer: SdpOffer, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
-        await _offer(session, connection_id, offer, legacy=False)
+        mapping = [t.model_dump() for t in offer.track_mapping]
+        signalling = session.signalling
+        await signalling.offer(connection_id, offer.sdp_offer, mapping, offer.client_info, legacy=False)
         return {"connection_id": connection_id}
 
     @app.get(base + "/connections/{connection_id}/sdp_params", tags=["transport"])
     async def connection_answer(
         session_id: str, connection_id: int, authorization: str | None = Header(default=None)
     ) -> Response:
-        return _answer(registry.running(session_id, authorization), connection_id, legacy=False)
+        signalling = registry.running(session_id, authorization).signalling
+        poll = signalling.answer(connection_id, legacy=False)
+        return JSONResponse(poll.body, status_code=poll.status)
 
     # ------------------------------------------------------------------ uploads
 
@@ -327,9 +297,7 @@ def create_app(settings: Settings) -> FastAPI:
         authorization: str | None = Header(default=None),
     ) -> dict[str, Any]:
         session = registry.running(session_id, authorization)
-        if not body.name.strip() or not body.mime_type.strip() or body.size <= 0:
-            raise ApiError(400, "an upload needs a non-empty name and mime_type and a size > 0 (in bytes)")
-        upload = session.create_upload(body.name, body.mime_type, body.size)
+        upload = session.uploads.create(body.name, body.mime_type, body.size)
         url = f"{str(request.base_url).rstrip('/')}/uploads/{upload.presigned_id}"
         return {
             "presigned_id": upload.presigned_id,
@@ -339,26 +307,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.put("/uploads/{presigned_id}", tags=["uploads"])
     async def put_upload(presigned_id: str, request: Request) -> dict[str, Any]:
-        for session in list(registry.sessions.values()):
-            upload = session.uploads.get(presigned_id)
-            if upload is not None:
-                break
-        else:
-            raise ApiError(
-                404, f"unknown upload {presigned_id!r} (uploads are freed when their session ends)"
-            )
-        if time.monotonic() - upload.created_at > settings.upload_url_ttl:
-            raise ApiError(403, "upload URL expired")
-        if upload.data is not None:
-            raise ApiError(409, f"upload {presigned_id!r} was already uploaded")
-        data = await request.body()
-        if len(data) != upload.size:
-            raise ApiError(
-                400, f"upload {presigned_id!r} declared {upload.size} bytes but {len(data)} arrived"
-            )
-        upload.data = data
-        upload.arrived.set()
-        session.record.add("http", f"PUT /uploads/{presigned_id}", body={"status": 200, "size": len(data)})
+        session = registry.upload_owner(presigned_id)
+        await session.uploads.fill(presigned_id, request.body)
         return {}
 
     # ------------------------------------------------------------------ admin

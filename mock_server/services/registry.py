@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, NotFound
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.model.model_schema import build_model_schema
 from mock_server.session.session import TRACKS, Session
@@ -193,6 +193,13 @@ class Registry:
         if session.closed:
             raise ApiError(404, f"session {session_id!r} is closed")
         return session
+
+    def upload_owner(self, presigned_id: str) -> Session:
+        """The running session that created upload slot `presigned_id`."""
+        for session in list(self.sessions.values()):
+            if presigned_id in session.uploads:
+                return session
+        raise NotFound(f"unknown upload {presigned_id!r} (uploads are freed when their session ends)")
 
     def all_sessions(self) -> list[Session]:
         return list(self.closed.values()) + list(self.sessions.values())
