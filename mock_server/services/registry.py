@@ -1,6 +1,6 @@
 """Session registry: the local session, production sessions, tokens and platform limits.
 
-Errors are raised as `ApiError(status, detail)`; the HTTP layer turns them into `{"detail": ...}`.
+Errors are raised as `mock_server.errors` classes; the HTTP layer turns them into `{"detail": ...}`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ log = logging.getLogger("helios_mock.registry")
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
 KEEP_CLOSED = 1000
+MAX_REASON = 64  # characters of a client's stop reason that are kept
 
 
 class Registry:
@@ -84,10 +85,20 @@ class Registry:
         self.local = self._new_session(LOCAL_ID, "local", account=None)
         return self.local
 
-    async def stop_local(self, reason: str = "session stopped by the client") -> None:
+    async def stop_local(self, reason: object = None) -> None:
+        """POST /stop_session: end the local session with the client's reason (≤ 64 characters), if any."""
         if self.local is not None:
             session, self.local = self.local, None
-            await session.close(reason)
+            await session.close(str(reason or "session stopped by the client")[:MAX_REASON])
+
+    def health(self) -> dict[str, Any]:
+        """GET /health: the runtime is "serving" while any session runs, else "available"."""
+        return {
+            "status": "healthy",
+            "state": "serving" if self.sessions else "available",
+            "model": "helios",
+            "detail": None,
+        }
 
     # ------------------------------------------------------------------ production mode
 
@@ -166,6 +177,7 @@ class Registry:
         self._creations.append(now)
         session = self._new_session("sess_" + secrets.token_hex(8), "production", account=account)
         self._ready_at[session.id] = now + self.settings.pending_delay
+        session.record.add("http", "POST /sessions", body={"status": 201})
         return session
 
     def production_session(self, session_id: str, authorization: str | None) -> Session:
