@@ -1,1 +1,1 @@
-"""Services the HTTP routes call: the session registry (sessions, tokens, limits)."""
+"""Services the HTTP routes call: the session registry (sessions, tokens, limits) and the admin views."""

@@ -1,6 +1,6 @@
 """Session registry: the local session, production sessions, tokens and platform limits.
 
-Errors are raised as `ApiError(status, detail)`; the HTTP layer turns them into `{"detail": ...}`.
+Errors are raised as `mock_server.errors` classes; the HTTP layer turns them into `{"detail": ...}`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, NotFound
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.model.model_schema import build_model_schema
 from mock_server.session.session import TRACKS, Session
@@ -23,6 +23,7 @@ log = logging.getLogger("helios_mock.registry")
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
 KEEP_CLOSED = 1000
+MAX_REASON = 64  # characters of a client's stop reason that are kept
 
 
 class Registry:
@@ -84,10 +85,20 @@ class Registry:
         self.local = self._new_session(LOCAL_ID, "local", account=None)
         return self.local
 
-    async def stop_local(self, reason: str = "session stopped by the client") -> None:
+    async def stop_local(self, reason: object = None) -> None:
+        """POST /stop_session: end the local session with the client's reason (≤ 64 characters), if any."""
         if self.local is not None:
             session, self.local = self.local, None
-            await session.close(reason)
+            await session.close(str(reason or "session stopped by the client")[:MAX_REASON])
+
+    def health(self) -> dict[str, Any]:
+        """GET /health: the runtime is "serving" while any session runs, else "available"."""
+        return {
+            "status": "healthy",
+            "state": "serving" if self.sessions else "available",
+            "model": "helios",
+            "detail": None,
+        }
 
     # ------------------------------------------------------------------ production mode
 
@@ -166,6 +177,7 @@ class Registry:
         self._creations.append(now)
         session = self._new_session("sess_" + secrets.token_hex(8), "production", account=account)
         self._ready_at[session.id] = now + self.settings.pending_delay
+        session.record.add("http", "POST /sessions", body={"status": 201})
         return session
 
     def production_session(self, session_id: str, authorization: str | None) -> Session:
@@ -193,6 +205,13 @@ class Registry:
         if session.closed:
             raise ApiError(404, f"session {session_id!r} is closed")
         return session
+
+    def upload_owner(self, presigned_id: str) -> Session:
+        """The running session that created upload slot `presigned_id`."""
+        for session in list(self.sessions.values()):
+            if presigned_id in session.uploads:
+                return session
+        raise NotFound(f"unknown upload {presigned_id!r} (uploads are freed when their session ends)")
 
     def all_sessions(self) -> list[Session]:
         return list(self.closed.values()) + list(self.sessions.values())

@@ -1,1 +1,1 @@
-"""One Helios session and its parts: connections, uploads, signalling, chunk clock, watchdog, record."""
+"""One Helios session and its parts: signalling, uploads, inbound, outbound, clock, watchdog, tasks."""

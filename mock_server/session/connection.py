@@ -163,6 +163,11 @@ class Connection:
         if self.video is not None:
             self.video.set_paused(paused)
 
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until what was queued on the open data channels has been sent."""
+        if self.peer is not None:
+            await self.peer.flush([c for c in self.channels.values() if c.readyState == "open"], timeout)
+
     async def close(self) -> None:
         self.closed = True
         if self._worker is not None:

@@ -22,6 +22,7 @@ from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack
 log = logging.getLogger("helios_mock.transport")
 
 PREFERRED_VIDEO_CODECS = ("video/VP8", "video/H264")
+FLUSH_POLL = 0.005  # seconds between two looks at the send queues while flushing
 
 
 class OfferError(Exception):
@@ -138,6 +139,28 @@ class PeerTransport:
         if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
             candidate.sdpMLineIndex = 0
         await self.pc.addIceCandidate(candidate)
+
+    async def flush(self, channels: list[RTCDataChannel], timeout: float) -> bool:
+        """Wait until `channels` have sent what was queued on them; False if `timeout` s passed first.
+
+        aiortc lowers a channel's `bufferedAmount` when it hands a message to SCTP, and SCTP keeps what the
+        congestion window does not let out yet in its outbound queue; both must be empty, or closing the
+        peer (an SCTP ABORT) drops the rest. Neither raises an event when it empties, hence the short poll.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._sent(channels):
+            if loop.time() >= deadline:
+                log.info("peer close: %.1f s passed before the data channels had sent everything", timeout)
+                return False
+            await asyncio.sleep(FLUSH_POLL)
+        return True
+
+    def _sent(self, channels: list[RTCDataChannel]) -> bool:
+        if any(c.readyState == "open" and c.bufferedAmount > 0 for c in channels):
+            return False
+        sctp = self.pc.sctp
+        return sctp is None or not getattr(sctp, "_outbound_queue", ())
 
     async def close(self) -> None:
         try:

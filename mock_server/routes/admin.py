@@ -1,0 +1,46 @@
+"""Admin routes the conformance harness reads: the record, a transcript, a live follow, and reset."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from mock_server.routes.deps import RegistryDep, SocketRegistryDep
+from mock_server.services import admin
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/admin/record")
+async def admin_record(registry: RegistryDep) -> dict[str, Any]:
+    return admin.record(registry)
+
+
+@router.get("/admin/sessions/{session_id}/transcript")
+async def admin_transcript(session_id: str, registry: RegistryDep) -> dict[str, Any]:
+    return admin.transcript(registry, session_id)
+
+
+@router.websocket("/admin/sessions/{session_id}/live")
+async def admin_live(websocket: WebSocket, session_id: str, registry: SocketRegistryDep) -> None:
+    await websocket.accept()
+    session = admin.live_session(registry, session_id)
+    if session is None:
+        await websocket.send_json({"error": f"no running session {session_id!r}"})
+        await websocket.close(code=4404)
+        return
+    try:
+        async with contextlib.aclosing(admin.follow(session)) as items:
+            async for item in items:
+                await websocket.send_json(item)
+        await websocket.close()
+    except WebSocketDisconnect:
+        pass
+
+
+@router.post("/admin/reset")
+async def admin_reset(registry: RegistryDep) -> dict[str, Any]:
+    await registry.reset()
+    return {}

@@ -1,0 +1,42 @@
+"""Production coordinator routes (PROTOCOL.md §1): /tokens and /sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Request
+
+from mock_server.routes.bodies import json_body
+from mock_server.routes.deps import PRODUCTION_ONLY, RegistryDep
+
+router = APIRouter(tags=["production"], dependencies=[PRODUCTION_ONLY])
+
+
+@router.post("/tokens")
+async def tokens(
+    request: Request, registry: RegistryDep, reactor_api_key: str | None = Header(default=None)
+) -> dict[str, Any]:
+    return registry.mint_token(reactor_api_key, await json_body(request))
+
+
+@router.post("/sessions", status_code=201)
+async def create_session(
+    request: Request, registry: RegistryDep, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    session = await registry.create_session(authorization, await json_body(request))
+    return registry.descriptor(session)
+
+
+@router.get("/sessions/{session_id}")
+async def get_production_session(
+    session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    return registry.descriptor(registry.production_session(session_id, authorization))
+
+
+@router.delete("/sessions/{session_id}")
+async def delete_session(
+    session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    await registry.delete_session(session_id, authorization)
+    return {}

@@ -1,0 +1,37 @@
+"""Upload routes: create a slot on a session (POST) and fill it through its presigned URL (PUT)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Request
+
+from mock_server.routes.bodies import UploadRequest
+from mock_server.routes.deps import RegistryDep
+
+router = APIRouter(tags=["uploads"])
+
+
+@router.post("/sessions/{session_id}/uploads", status_code=201)
+async def create_upload(
+    session_id: str,
+    body: UploadRequest,
+    request: Request,
+    registry: RegistryDep,
+    authorization: str | None = Header(default=None),
+) -> dict[str, Any]:
+    session = registry.running(session_id, authorization)
+    upload = session.uploads.create(body.name, body.mime_type, body.size)
+    url = f"{str(request.base_url).rstrip('/')}/uploads/{upload.presigned_id}"
+    return {
+        "presigned_id": upload.presigned_id,
+        "presigned_url": url,
+        "path": f"uploads/{upload.presigned_id}",
+    }
+
+
+@router.put("/uploads/{presigned_id}")
+async def put_upload(presigned_id: str, request: Request, registry: RegistryDep) -> dict[str, Any]:
+    session = registry.upload_owner(presigned_id)
+    await session.uploads.fill(presigned_id, request.body)
+    return {}

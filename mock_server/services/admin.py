@@ -1,0 +1,111 @@
+"""Admin views of the sessions for the conformance harness: the record, transcripts, live follow, and the
+per-request HTTP record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from mock_server.errors import NotFound
+from mock_server.services.registry import LOCAL_ID, Registry
+from mock_server.session.record import Entry
+from mock_server.session.session import Session
+
+LOCAL_PATHS = ("/start_session", "/stop_session", "/session")
+FOLLOW_POLL = 1.0  # seconds between two looks at whether a followed session has ended
+
+
+def record(registry: Registry) -> dict[str, Any]:
+    """Every session's view (closed ones first) and the requests tied to no session."""
+    return {
+        "sessions": [session_view(s) for s in registry.all_sessions()],
+        "http": list(registry.unbound_http),  # requests tied to no session (e.g. POST /tokens)
+    }
+
+
+def transcript(registry: Registry, session_id: str) -> dict[str, Any]:
+    """The record of the latest session with this id (a local id may have been used more than once)."""
+    matches = [s for s in registry.all_sessions() if s.id == session_id]
+    if not matches:
+        raise NotFound(f"unknown session {session_id!r}")
+    return matches[-1].record.to_json()
+
+
+def live_session(registry: Registry, session_id: str) -> Session | None:
+    return registry.sessions.get(session_id) or (registry.local if session_id == LOCAL_ID else None)
+
+
+async def follow(session: Session) -> AsyncGenerator[dict[str, Any], None]:
+    """The session's record so far, then each new item as it is recorded, until the session ends."""
+    queue = session.record.subscribe()
+    try:
+        for entry in list(session.record.entries):
+            yield entry.to_json()
+        while not session.closed:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=FOLLOW_POLL)
+            except TimeoutError:
+                continue
+            yield item
+    finally:
+        session.record.unsubscribe(queue)
+
+
+def session_for_path(registry: Registry, path: str) -> Session | None:
+    """The session an HTTP request path is about, if any."""
+    if path in LOCAL_PATHS:
+        return registry.local
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "sessions":
+        if parts[1] == LOCAL_ID:
+            return registry.local
+        return registry.sessions.get(parts[1]) or registry.closed.get(parts[1])
+    return None
+
+
+def note_http(registry: Registry, session: Session | None, method: str, path: str, status: int) -> None:
+    """Record one answered request: in its session's record, else (admin requests aside) as unbound."""
+    if session is not None:
+        session.record.add("http", f"{method} {path}", body={"status": status})
+    elif not path.startswith("/admin"):
+        registry.unbound_http.append(
+            {"method": method, "path": path, "status": status, "t": round(time.time(), 3)}
+        )
+
+
+def session_view(session: Session) -> dict[str, Any]:
+    """What /admin/record shows of one session."""
+    entries = list(session.record.entries)
+    return {
+        "session_id": session.id,
+        "mode": session.mode,
+        "closed": session.closed,
+        "close_reason": session.close_reason,
+        "chunks_generated": session.chunks_generated,
+        "connections": [c.describe() for c in session.connections.values()],
+        "rejections": [r.to_json() for r in session.record.rejections],
+        "http": [_http_view(e) for e in entries if e.direction == "http"],
+        "commands": [_command_view(e) for e in entries if e.kind == "CommandIn" and isinstance(e.body, dict)],
+        "entries": [e.to_json() for e in entries],  # the transcript, for conformance.client_rules
+    }
+
+
+def _http_view(entry: Entry) -> dict[str, Any]:
+    method, path = entry.kind.split(" ", 1)
+    return {
+        "method": method,
+        "path": path,
+        "status": (entry.body or {}).get("status"),
+        "t": round(entry.t, 4),
+    }
+
+
+def _command_view(entry: Entry) -> dict[str, Any]:
+    return {
+        "connection_id": entry.connection_id,
+        "type": entry.body.get("type"),
+        "chunk": entry.chunk,
+        "t": round(entry.t, 4),
+    }

@@ -1,0 +1,180 @@
+"""Inbound frames of one session: decode, record, and dispatch (commands, track verbs, schema, clip requests).
+
+The only place that turns wire-neutral inbound messages into Helios calls and Helios outcomes into outbound
+messages; it never sees JSON or protobuf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from mock_server.model.commands import CommandRejected, validate_command
+from mock_server.model.helios import Helios
+from mock_server.model.model_schema import capabilities_commands
+from mock_server.session.connection import Connection
+from mock_server.session.outbound import Outbox, record_body
+from mock_server.session.record import SessionRecord
+from mock_server.session.uploads import UploadStore
+from mock_server.wire import common as w
+
+log = logging.getLogger("helios_mock.session")
+
+TRACKS = [{"name": "main_video", "kind": "video", "direction": "recvonly"}]
+RECORDER_DISABLED = "recorder disabled"
+
+
+class InboundHandler:
+    """Handles every inbound frame of every connection of one session, in arrival order per connection."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        helios: Helios,
+        schema: dict[str, Any],
+        record: SessionRecord,
+        uploads: UploadStore,
+        outbox: Outbox,
+        is_closed: Callable[[], bool],
+        on_command_done: Callable[[], None],
+    ) -> None:
+        self._session_id = session_id
+        self._helios = helios
+        self._schema = schema
+        self._record = record
+        self._uploads = uploads
+        self._outbox = outbox
+        self._is_closed = is_closed
+        self._on_command_done = on_command_done
+        self._command_lock = asyncio.Lock()
+
+    async def handle(self, conn: Connection, channel: str, raw: str | bytes) -> None:
+        """Decode one frame, record it (pings included: the conformance rules check keep-alives), dispatch."""
+        if self._is_closed():
+            return
+        try:
+            msg = conn.codec.decode(channel, raw)
+        except w.WireError as err:
+            self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
+            return
+        self._record.add(
+            "in",
+            type(msg).__name__,
+            connection_id=conn.id,
+            channel=channel,
+            chunk=self._helios.current_chunk,
+            body=record_body(msg),
+            request_id=getattr(msg, "request_id", ""),
+        )
+        await self._dispatch(conn, msg, raw)
+
+    async def _dispatch(self, conn: Connection, msg: Any, raw: str | bytes) -> None:
+        match msg:
+            case w.CommandIn():
+                async with self._command_lock:
+                    await self._command(conn, msg)
+            case w.Ping() | w.ClientStats():
+                pass
+            case w.RequestSchema(request_id=rid):
+                self._outbox.send_out(conn, w.ModelSchemaOut(self._schema, reply_to=rid))
+            case w.RequestCapabilities():
+                caps = {"protocol_version": "1.0", "tracks": TRACKS, "commands": capabilities_commands()}
+                self._outbox.send_out(conn, w.ModelCapabilitiesOut(caps))
+            case w.FileUploaded(upload_id=uid):
+                self._uploads.announce(uid)
+            case w.RequestClip(request_id=rid) | w.RequestRecording(request_id=rid):
+                log.info(
+                    "session %s: clip/recording requested; the mock's recorder is disabled", self._session_id
+                )
+                self._outbox.send_out(conn, w.ClipFailedOut(RECORDER_DISABLED, reply_to=rid))
+            case w.TrackVerb():
+                self._track_verb(conn, msg)
+            case w.RequestStep(request_id=rid):
+                why = "request_step: Helios is a streamed model; stepped generation is not offered"
+                self._reject(conn, "invalid_command", why, "request_step", raw, reply_to=rid)
+            case w.Ignored(what=what):
+                log.info("session %s connection %s: ignored %s", self._session_id, conn.id, what)
+
+    def _track_verb(self, conn: Connection, verb: w.TrackVerb) -> None:
+        if verb.verb == "publish":
+            why = f"publish_track {verb.name!r}: Helios has no input tracks"
+            self._reject(
+                conn,
+                "publish_refused",
+                why,
+                "publish_track",
+                repr(verb),
+                reply_to=verb.request_id,
+                channel=w.CONTROL,
+            )
+            return
+        if verb.name != "main_video":
+            log.warning(
+                "session %s connection %s: %s_track names unknown track %r (Helios has main_video)",
+                self._session_id,
+                conn.id,
+                verb.verb,
+                verb.name,
+            )
+            return
+        if verb.verb in ("pause", "resume"):
+            conn.set_video_paused(verb.verb == "pause")
+            log.info("session %s connection %s: main_video %sd", self._session_id, conn.id, verb.verb)
+
+    async def _command(self, conn: Connection, cmd: w.CommandIn) -> None:
+        params: dict[str, Any] = dict(cmd.data)
+        for name, ref in cmd.uploads.items():
+            params[name] = asdict(ref)
+        try:
+            validated = validate_command(cmd.type, params)
+            uploads = await self._uploads.resolve(cmd.type, validated)
+            outcome = self._helios.handle(cmd.type, validated, uploads)
+        except CommandRejected as err:
+            self._reject(conn, err.code, err.message, cmd.type, repr(cmd), reply_to=cmd.request_id)
+            return
+        except Exception as exc:
+            log.exception("session %s: %s crashed", self._session_id, cmd.type)
+            why = f"{cmd.type}: the mock failed to handle it ({exc})"
+            self._reject(conn, "internal_error", why, cmd.type, repr(cmd), reply_to=cmd.request_id)
+            return
+        log.info(
+            "session %s connection %s: %s %s (chunk %d)",
+            self._session_id,
+            conn.id,
+            cmd.type,
+            "accepted" if outcome.accepted else "refused",
+            self._helios.current_chunk,
+        )
+        for message in outcome.broadcasts:
+            self._outbox.broadcast(message)
+        if outcome.answer is not None:
+            self._outbox.send(conn, outcome.answer, reply_to=cmd.request_id)
+        elif cmd.request_id:
+            self._outbox.send_out(conn, w.AckOut(cmd.request_id))
+        if outcome.state is not None:
+            self._outbox.broadcast(outcome.state)
+        self._on_command_done()
+
+    def _reject(
+        self,
+        conn: Connection,
+        code: str,
+        message: str,
+        command: str | None,
+        raw: str | bytes,
+        *,
+        reply_to: str = "",
+        channel: str = w.DATA,
+    ) -> None:
+        """Runtime-level rejection: logged in plain words, recorded, and answered as the wire allows."""
+        raw_text = raw if isinstance(raw, str) else raw.hex(" ")
+        log.warning(
+            "session %s connection %s rejected a frame [%s]: %s", self._session_id, conn.id, code, message
+        )
+        self._record.reject(conn.id, code, message, command, raw_text)
+        if reply_to or channel == w.DATA:
+            self._outbox.send_out(conn, w.ErrorOut(code, message, reply_to=reply_to, channel=channel))
