@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from mock_server.errors import Unprocessable
+from mock_server.errors import ApiError, Unprocessable
 
 # ---------------------------------------------------------------------------------------------- limits
 
@@ -82,6 +82,12 @@ class SessionRefusedParams(_Params):
     detail: str | None = Field(
         None, min_length=1, max_length=MAX_TEXT, description="Error text; a default per status if absent."
     )
+
+    def error(self) -> ApiError:
+        """The refusal to raise from the route: status, `{"detail"}` and Retry-After (429 default 5 s)."""
+        retry = self.retry_after if self.retry_after is not None else (5 if self.status == 429 else None)
+        headers = {"Retry-After": str(retry)} if retry is not None else {}
+        return ApiError(self.status, self.detail or DEFAULT_DETAIL[self.status], headers)
 
 
 class SessionClosedParams(_Params):
@@ -194,6 +200,10 @@ class UploadFailureParams(_Params):
     detail: str | None = Field(
         None, min_length=1, max_length=MAX_TEXT, description="Error text; a default per status if absent."
     )
+
+    def error(self) -> ApiError:
+        """The failure to raise from the upload PUT route."""
+        return ApiError(self.status, self.detail or DEFAULT_DETAIL[self.status])
 
 
 # ------------------------------------------------------------------------------------------ the kinds
