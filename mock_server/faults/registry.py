@@ -25,12 +25,13 @@ import builtins
 import random
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mock_server.errors import NotFound, TooMany
 from mock_server.faults.catalogue import (
+    COMMAND_KINDS,
     CREATION_KINDS,
     OFFER_KINDS,
     TIMED_KINDS,
@@ -214,10 +215,14 @@ class FaultRegistry:
     def _active(self) -> builtins.list[Fault]:
         return [f for f in self._faults.values() if f.active]
 
-    def _targeting(self, session_id: str, kinds: frozenset[str]) -> Iterator[Fault]:
-        for fault in self._active():
-            if fault.kind in kinds and session_id in fault.targets and fault.active:
-                yield fault
+    def _targeting(self, session_id: str, kinds: frozenset[str]) -> builtins.list[Fault]:
+        """Active faults of these kinds aimed at the session, in arming order (a snapshot: firing may
+        forget old expired faults)."""
+        return [
+            f
+            for f in self._faults.values()
+            if session_id in f.targets and f.status != "expired" and f.kind in kinds
+        ]
 
     def _draw(self, probability: float | None) -> bool:
         return probability is None or self._rng.random() < probability
@@ -323,10 +328,8 @@ class FaultRegistry:
     ) -> Fault | None:
         """A model command arrived (before validation by the model). Returns the first matching
         command_error / internal_error / command-triggered moderation fault, or None."""
-        for fault in self._active():
-            if session_id not in fault.targets or not fault.spec.acts_on_command:
-                continue
-            if command_matches(fault.spec, name, params):
+        for fault in self._targeting(session_id, COMMAND_KINDS):
+            if fault.spec.acts_on_command and command_matches(fault.spec, name, params):
                 return self._fire(fault, "command", session_id, chunk, elapsed)
         return None
 
@@ -342,7 +345,7 @@ class FaultRegistry:
 
     def _timed(self, hook: Hook, session_id: str, chunk: int | None, elapsed: float) -> builtins.list[Fault]:
         fired: builtins.list[Fault] = []
-        for fault in builtins.list(self._targeting(session_id, TIMED_KINDS)):
+        for fault in self._targeting(session_id, TIMED_KINDS):
             if fault.spec.acts_on_command:
                 continue
             target = fault.targets[session_id]
