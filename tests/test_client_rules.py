@@ -4,6 +4,7 @@ plus live runs of a misbehaving and a well-behaved raw client against the mock."
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 
 from conformance.client_rules import RULES, Violation, check_record, check_transcript
 from conformance.helpers import expect_message, keepalive, violations, wait_for_chunk
+from conformance.reference_model import INITIAL_STATE
 from conformance.server import HeliosServer
+from conformance.server_suite.support import barrier, png
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
 
@@ -28,17 +31,7 @@ class T:
         self.t = 0.0
         self.entries: list[dict[str, Any]] = []
         self.rejections: list[dict[str, Any]] = []
-        self.model: dict[str, Any] = {
-            "started": False,
-            "running": False,
-            "paused": False,
-            "image_set": False,
-            "current_chunk": 0,
-            "current_frame": 0,
-            "current_prompt": None,
-            "image_strength": 1.0,
-            "scheduled_prompts": {},
-        }
+        self.model: dict[str, Any] = copy.deepcopy(INITIAL_STATE)
 
     def add(self, direction: str, kind: str, *, dt: float = 0.01, **fields: Any) -> T:
         self.t += dt
@@ -518,8 +511,7 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
     js: WireClient = await helios_client(wire="v0")
     py: WireClient = await helios_client(wire="v1")
     async with keepalive(js), keepalive(py):
-        png = _png()
-        ref = await py.upload(png)
+        ref = await py.upload(png((50, 30), (200, 40, 40)))
         assert (await py.command("set_prompt", {"prompt": "a calm lake"})).type == "prompt_accepted"
         assert (await py.command("set_image", uploads={"image": ref})).type == "image_accepted"
         await py.command("start")
@@ -531,15 +523,6 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
         js.send_command("resume")
         await expect_message(js, "generation_resumed")
         assert (await py.command("rewind")).type == "rewind_complete"
-        await asyncio.sleep(0.2)
+        for client in (js, py):  # the server has handled (and recorded) everything both clients sent
+            await barrier(client)
     assert violations(helios) == [], json.dumps(helios.record(), indent=1)[:4000]
-
-
-def _png() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (50, 30), (200, 40, 40)).save(buf, format="PNG")
-    return buf.getvalue()
