@@ -8,13 +8,13 @@ per-frame checks are skipped.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from conformance.helpers import wait_for_frame
 from conformance.wire_client import WireClient
-from mock_server.media.markers import prompt_id
+from mock_server.media.markers import Markers, prompt_id
 from mock_server.model.images import image_id_of
 
 from .support import CHUNK_FRAMES, INITIAL_STATE, Stream, Target, markers_by_chunk, png
@@ -41,7 +41,7 @@ async def _frames_past(client: WireClient, target: Target, chunk: int, timeout: 
     a video frame arrives after this call. Nothing within ``timeout`` fails the test.
     """
     if target.is_mock:
-        await wait_for_frame(client, lambda m: m.chunk > chunk, timeout=timeout)
+        await _marked_frame(client, lambda m: m.chunk > chunk, f"a chunk after {chunk}", timeout)
         return
     now = client.now()
     try:
@@ -49,6 +49,20 @@ async def _frames_past(client: WireClient, target: Target, chunk: int, timeout: 
     except TimeoutError:
         raise AssertionError(
             f"no video frame within {timeout:g} s after chunk {chunk} ({len(client.frames)} frames in all)"
+        ) from None
+
+
+async def _marked_frame(
+    client: WireClient, where: Callable[[Markers], bool], what: str, timeout: float
+) -> None:
+    """A frame whose marker band (helios-mock) shows ``what`` arrives in ``timeout`` s, else a failure."""
+    try:
+        await client.wait_frames(lambda f: f.markers is not None and where(f.markers), timeout=timeout)
+    except TimeoutError:
+        marked = sorted({f.markers.chunk for f in client.frames if f.markers is not None})
+        raise AssertionError(
+            f"no video frame marked with {what} within {timeout:g} s "
+            f"({len(client.frames)} frames, marked chunks {marked or 'none'})"
         ) from None
 
 
@@ -149,7 +163,7 @@ async def test_pause_finishes_the_current_chunk(session: tuple[WireClient, Strea
     assert done.data["chunk_index"] == current
     assert (state["current_chunk"], state["paused"]) == (current + 1, True)
     if target.is_mock:  # the video shows the chunk that completed after the pause
-        await wait_for_frame(client, lambda m: m.chunk >= current, timeout=target.timeout(1))
+        await _marked_frame(client, lambda m: m.chunk >= current, f"chunk {current}", target.timeout(1))
     after = await s.quiet(max(0.4, 4 * target.chunk_seconds))  # and no new chunk starts
     assert after == state, "the state changed while paused"
     marks = markers_by_chunk(client)
