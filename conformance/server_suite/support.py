@@ -263,7 +263,7 @@ class Stream:
             if item.request_id == request_id:
                 return Reply(item, broadcasts, [c for c, _ in self.chunk_events[first_chunk:]])
             assert item.scope == "application", f"unexpected frame before the reply to {name}: {item}"
-            assert item.type != "state", f"a state before the reply to {name}"
+            assert item.type != "state", f"a state before the reply to {name}: {item.data}"
             broadcasts.append(item)
 
     async def state(self, timeout: float = 10.0) -> dict[str, Any]:
