@@ -16,7 +16,7 @@ from conformance.client_rules import RULES, Violation, check_record, check_trans
 from conformance.helpers import expect_message, keepalive, violations, wait_for_chunk
 from conformance.reference_model import INITIAL_STATE
 from conformance.server import HeliosServer
-from conformance.server_suite.support import barrier, png
+from conformance.server_suite.support import barrier, png, v1_command
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
 
@@ -441,7 +441,7 @@ async def test_live_misbehaving_clients_are_caught(helios: HeliosServer, helios_
     await expect_message(js, "command_error", {"command": "schedule_prompt"}, since=mark)
 
     py: WireClient = await helios_client(wire="v1")  # joins the same local session
-    assert (await py.command("list_snapshots")).type == "snapshot_list"
+    assert (await v1_command(py, "list_snapshots")).type == "snapshot_list"
     reused = pb.DataClientMessage(request_id="data_1", kind=pb.MessageKind.MESSAGE_KIND_REQUEST)
     reused.command.type = "list_snapshots"
     py.send_raw("data", reused.SerializeToString())  # request-id-reused
@@ -461,7 +461,7 @@ async def test_live_misbehaving_clients_are_caught(helios: HeliosServer, helios_
         await http.post(
             "/sessions/local/uploads", json={"name": "x.png", "size": 0, "mime_type": "image/png"}
         )
-    assert (await py.command("list_snapshots")).type == "snapshot_list"
+    assert (await v1_command(py, "list_snapshots")).type == "snapshot_list"
 
     found = violations(helios, ping_tolerance=1000)  # keep-alives are judged below
     assert sorted({v.rule_id for v in found}) == sorted(
@@ -512,8 +512,8 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
     py: WireClient = await helios_client(wire="v1")
     async with keepalive(js), keepalive(py):
         ref = await py.upload(png((50, 30), (200, 40, 40)))
-        assert (await py.command("set_prompt", {"prompt": "a calm lake"})).type == "prompt_accepted"
-        assert (await py.command("set_image", uploads={"image": ref})).type == "image_accepted"
+        assert (await v1_command(py, "set_prompt", {"prompt": "a calm lake"})).type == "prompt_accepted"
+        assert (await v1_command(py, "set_image", uploads={"image": ref})).type == "image_accepted"
         await py.command("start")
         await wait_for_chunk(js, 1)
         js.send_command("pause")
@@ -522,7 +522,7 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
         await expect_message(js, "snapshot_saved")
         js.send_command("resume")
         await expect_message(js, "generation_resumed")
-        assert (await py.command("rewind")).type == "rewind_complete"
+        assert (await v1_command(py, "rewind")).type == "rewind_complete"
         for client in (js, py):  # the server has handled (and recorded) everything both clients sent
             await barrier(client)
     assert violations(helios) == [], json.dumps(helios.record(), indent=1)[:4000]

@@ -521,7 +521,7 @@ def _speed(server: HeliosServer) -> float:
     return float(server_arg(server, "--speed") or 1.0)
 
 
-class TestWireHeliosMatchesTheReference(WireHeliosMachine.TestCase):  # type: ignore[name-defined,misc]
+class TestWireHeliosMatchesTheReference(WireHeliosMachine.TestCase):  # type: ignore[name-defined,misc,valid-type]
     """(b): the plugin's mock server (fast clock, loopback ICE); a fresh local session per example."""
 
     settings = WIRE_SETTINGS

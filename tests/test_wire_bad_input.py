@@ -6,11 +6,12 @@ Runs a raw aiortc client on loopback against the session's mock server (pytest p
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from conformance.server import HeliosServer
-from conformance.server_suite.support import barrier, described, read_only_state
+from conformance.server_suite.support import barrier, described, read_only_state, v1_command
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
 
@@ -73,7 +74,7 @@ async def test_v0_runtime_rejections_are_silent_on_the_wire_but_recorded(
 
 async def test_v1_runtime_rejections_get_an_error_reply(helios: HeliosServer, helios_client) -> None:
     client: WireClient = await helios_client(wire="v1")
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("warp_speed", {}, "invalid_command"),
         ("set_prompt", {}, "invalid_command"),
         ("set_prompt", {"prompt": 3}, "invalid_command"),
@@ -100,7 +101,7 @@ async def test_v1_runtime_rejections_get_an_error_reply(helios: HeliosServer, he
     assert await read_only_state(client) == before
     # integral doubles are integers (v1 numbers are doubles)
     assert await client.command("set_seed", {"seed": 7.0}) is not None
-    assert (await client.command("set_prompt", {"prompt": "ok"})).type == "prompt_accepted"
+    assert (await v1_command(client, "set_prompt", {"prompt": "ok"})).type == "prompt_accepted"
     assert len(helios.rejections()) == len(cases) + 1
 
 
@@ -112,7 +113,10 @@ async def test_v1_malformed_protobuf_gets_an_error_and_the_session_lives(
     client.send_raw("data", b"\xff\xff\xff\x00garbage")
     client.send_raw("control", b"\x0a\x05ctrl_\x10\x01\xff\xfe")
     client.send_raw(
-        "data", pb.DataClientMessage(request_id="data_99", kind=1).SerializeToString()
+        "data",
+        pb.DataClientMessage(
+            request_id="data_99", kind=pb.MessageKind.MESSAGE_KIND_REQUEST
+        ).SerializeToString(),
     )  # no payload
     await client._wait(
         lambda: sum(r.scope == "error" for r in client.received if r.t >= mark) >= 3, 5, "errors"
@@ -120,7 +124,7 @@ async def test_v1_malformed_protobuf_gets_an_error_and_the_session_lives(
     errors = [r for r in client.received if r.scope == "error" and r.t >= mark]
     assert {e.type for e in errors} <= {"malformed_frame", "invalid_command", "unknown_runtime_message"}
     assert any(e.request_id == "data_99" for e in errors)
-    reply = await client.command("set_prompt", {"prompt": "still here"})
+    reply = await v1_command(client, "set_prompt", {"prompt": "still here"})
     assert reply.type == "prompt_accepted" and reply.data["chunk"] == 0
     assert len(helios.rejections()) == 3
 

@@ -135,6 +135,18 @@ async def reply_to(client: WireClient, request_id: str, what: str, timeout: floa
         raise AssertionError(f"no reply to {what} (request {request_id}) within {timeout:g} s") from None
 
 
+async def v1_command(
+    client: WireClient,
+    name: str,
+    params: dict[str, Any] | None = None,
+    uploads: dict[str, dict[str, Any]] | None = None,
+    timeout: float = 10.0,
+) -> Received:
+    """Send a v1 command and return its correlated reply (a failure, naming the command, if none comes)."""
+    assert client.wire == "v1", "only v1 correlates replies with commands"
+    return await reply_to(client, client.send_command(name, params, uploads), name, timeout)
+
+
 def _barrier_reply(client: WireClient, start: int) -> int | None:
     for index in range(start, len(client.received)):
         item = client.received[index]
