@@ -4,6 +4,7 @@ plus live runs of a misbehaving and a well-behaved raw client against the mock."
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 
 from conformance.client_rules import RULES, Violation, check_record, check_transcript
 from conformance.helpers import expect_message, keepalive, violations, wait_for_chunk
+from conformance.reference_model import INITIAL_STATE
 from conformance.server import HeliosServer
+from conformance.server_suite.support import barrier, png, v1_command
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
 
@@ -28,17 +31,7 @@ class T:
         self.t = 0.0
         self.entries: list[dict[str, Any]] = []
         self.rejections: list[dict[str, Any]] = []
-        self.model: dict[str, Any] = {
-            "started": False,
-            "running": False,
-            "paused": False,
-            "image_set": False,
-            "current_chunk": 0,
-            "current_frame": 0,
-            "current_prompt": None,
-            "image_strength": 1.0,
-            "scheduled_prompts": {},
-        }
+        self.model: dict[str, Any] = copy.deepcopy(INITIAL_STATE)
 
     def add(self, direction: str, kind: str, *, dt: float = 0.01, **fields: Any) -> T:
         self.t += dt
@@ -448,7 +441,7 @@ async def test_live_misbehaving_clients_are_caught(helios: HeliosServer, helios_
     await expect_message(js, "command_error", {"command": "schedule_prompt"}, since=mark)
 
     py: WireClient = await helios_client(wire="v1")  # joins the same local session
-    assert (await py.command("list_snapshots")).type == "snapshot_list"
+    assert (await v1_command(py, "list_snapshots")).type == "snapshot_list"
     reused = pb.DataClientMessage(request_id="data_1", kind=pb.MessageKind.MESSAGE_KIND_REQUEST)
     reused.command.type = "list_snapshots"
     py.send_raw("data", reused.SerializeToString())  # request-id-reused
@@ -468,7 +461,7 @@ async def test_live_misbehaving_clients_are_caught(helios: HeliosServer, helios_
         await http.post(
             "/sessions/local/uploads", json={"name": "x.png", "size": 0, "mime_type": "image/png"}
         )
-    assert (await py.command("list_snapshots")).type == "snapshot_list"
+    assert (await v1_command(py, "list_snapshots")).type == "snapshot_list"
 
     found = violations(helios, ping_tolerance=1000)  # keep-alives are judged below
     assert sorted({v.rule_id for v in found}) == sorted(
@@ -518,10 +511,9 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
     js: WireClient = await helios_client(wire="v0")
     py: WireClient = await helios_client(wire="v1")
     async with keepalive(js), keepalive(py):
-        png = _png()
-        ref = await py.upload(png)
-        assert (await py.command("set_prompt", {"prompt": "a calm lake"})).type == "prompt_accepted"
-        assert (await py.command("set_image", uploads={"image": ref})).type == "image_accepted"
+        ref = await py.upload(png((50, 30), (200, 40, 40)))
+        assert (await v1_command(py, "set_prompt", {"prompt": "a calm lake"})).type == "prompt_accepted"
+        assert (await v1_command(py, "set_image", uploads={"image": ref})).type == "image_accepted"
         await py.command("start")
         await wait_for_chunk(js, 1)
         js.send_command("pause")
@@ -530,16 +522,7 @@ async def test_live_well_behaved_clients_have_no_violations(helios: HeliosServer
         await expect_message(js, "snapshot_saved")
         js.send_command("resume")
         await expect_message(js, "generation_resumed")
-        assert (await py.command("rewind")).type == "rewind_complete"
-        await asyncio.sleep(0.2)
+        assert (await v1_command(py, "rewind")).type == "rewind_complete"
+        for client in (js, py):  # the server has handled (and recorded) everything both clients sent
+            await barrier(client)
     assert violations(helios) == [], json.dumps(helios.record(), indent=1)[:4000]
-
-
-def _png() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (50, 30), (200, 40, 40)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -34,6 +34,7 @@ from conformance.reference_model import (
     check_params,
 )
 from conformance.server import HeliosServer
+from conformance.server_suite.support import Stream, check_message, described, server_arg
 from conformance.strategies import (
     INVALID_CATEGORIES,
     CommandCase,
@@ -48,7 +49,6 @@ from mock_server.model.commands import COMMANDS, CommandRejected, validate_comma
 from mock_server.model.helios import Helios
 from mock_server.model.helios import Message as HeliosMessage
 from mock_server.model.images import UploadedFile, image_id_of
-from mock_server.model.messages import MESSAGES
 from mock_server.wire import reactor_wire_pb as pb
 
 T = TypeVar("T")
@@ -60,18 +60,6 @@ def test_reference_knows_exactly_the_mock_commands() -> None:
     assert list(PARAM_SPECS) == list(COMMANDS)
     for name, model in COMMANDS.items():
         assert set(PARAM_SPECS[name]) == set(model.model_fields), name
-
-
-def check_message(type_: str, data: Any) -> None:
-    """``data`` validates against the pydantic model of ``type_`` and round-trips; int fields are integral."""
-    model = MESSAGES.get(type_)
-    assert model is not None, f"unknown message type {type_!r}"
-    parsed = model.model_validate(data)
-    assert parsed.model_dump() == data, (type_, data)
-    for name, info in model.model_fields.items():
-        if info.annotation is int:
-            value = data[name]
-            assert isinstance(value, int | float) and float(value).is_integer(), (type_, name, value)
 
 
 def image_input(placeholder: UploadPlaceholder) -> ImageOK | ImageRefused:
@@ -302,7 +290,7 @@ class WireHeliosMachine(RuleBasedStateMachine):
         asyncio.set_event_loop(self.loop)
         self.ref = ReferenceHelios()  # seed -1 draws on the server: unknown here
         self.client = WireClient(self.server.url, wire="v1", token=self.server.token)
-        self.cursor = 0
+        self.stream = Stream(self.client)  # only its plain ordered reader (next) is used
         self.ghosts = itertools.count(1)
         WIRE_STATS["examples"] += 1
         started = time.monotonic()
@@ -322,12 +310,7 @@ class WireHeliosMachine(RuleBasedStateMachine):
     # -------------------------------------------------------------- stream
 
     async def _next(self, timeout: float = 10.0) -> Received:
-        await self.client._wait(lambda: len(self.client.received) > self.cursor, timeout, "a server message")
-        item = self.client.received[self.cursor]
-        self.cursor += 1
-        if item.scope in ("application", "reply"):
-            check_message(item.type, item.data)
-        return item
+        return await self.stream.next(timeout)
 
     async def _chunk_event(self, item: Received) -> None:
         """A ``chunk_complete`` (and the ``state`` right behind it), compared with the reference."""
@@ -404,11 +387,16 @@ class WireHeliosMachine(RuleBasedStateMachine):
             assert (item.scope, item.type) == ("application", "chunk_complete"), item
             await self._chunk_event(item)
         if not self.ref.running and not self.ref.in_progress:
+            # What must stay silent is the chunk clock, which nothing the client sends triggers: the check
+            # is a window of three chunk periods, closed by a round-trip barrier (list_snapshots, read-only)
+            # so that whatever the server sent during the window has arrived and is judged.
             seen = len(self.client.received)
             await asyncio.sleep(3 * self.chunk_seconds)
-            extra = self.client.received[seen:]
-            assert not extra, (
-                f"a paused/stopped session sent {extra} (pause must finish only the current chunk)"
+            await self._exchange(CommandCase("list_snapshots"))  # fails on any chunk event or broadcast
+            extra = [r for r in self.client.received[seen:] if r.type not in ("snapshot_list", "state")]
+            assert not extra and self.stream.cursor == len(self.client.received), (
+                f"a paused/stopped session sent {described(self.client.received[seen:])} "
+                "(pause must finish only the current chunk)"
             )
             WIRE_STATS["idle checks"] += 1
 
@@ -522,17 +510,18 @@ WIRE_SETTINGS = settings(
 
 
 def _native_size(server: HeliosServer) -> tuple[int, int] | None:
-    if "--resolution" not in server.args:
+    resolution = server_arg(server, "--resolution")
+    if resolution is None:
         return None
-    width, height = server.args[server.args.index("--resolution") + 1].split("x")
+    width, height = resolution.split("x")
     return int(width), int(height)
 
 
 def _speed(server: HeliosServer) -> float:
-    return float(server.args[server.args.index("--speed") + 1]) if "--speed" in server.args else 1.0
+    return float(server_arg(server, "--speed") or 1.0)
 
 
-class TestWireHeliosMatchesTheReference(WireHeliosMachine.TestCase):  # type: ignore[name-defined,misc]
+class TestWireHeliosMatchesTheReference(WireHeliosMachine.TestCase):  # type: ignore[name-defined,misc,valid-type]
     """(b): the plugin's mock server (fast clock, loopback ICE); a fresh local session per example."""
 
     settings = WIRE_SETTINGS

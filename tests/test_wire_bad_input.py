@@ -5,12 +5,13 @@ Runs a raw aiortc client on loopback against the session's mock server (pytest p
 
 from __future__ import annotations
 
-import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from conformance.server import HeliosServer
+from conformance.server_suite.support import barrier, described, read_only_state, v1_command
 from conformance.wire_client import WireClient
 from mock_server.wire import reactor_wire_pb as pb
 
@@ -47,34 +48,20 @@ V0_BAD_FRAMES = [
 ]
 
 
-async def _state(client: WireClient, since: float) -> dict:
-    return (await client.wait_message("state", since=since)).data
-
-
-async def _snapshot(client: WireClient) -> dict:
-    """Ask for a state snapshot in a way that changes nothing (list_snapshots is read-only, then state)."""
-    t = client.now()
-    client.send_command("list_snapshots")
-    listed = await client.wait_message("snapshot_list", since=t)
-    return await _state(client, listed.t)
-
-
 async def test_v0_runtime_rejections_are_silent_on_the_wire_but_recorded(
     helios: HeliosServer, helios_client
 ) -> None:
     client: WireClient = await helios_client(wire="v0")
     client.send_command("set_prompt", {"prompt": "a calm lake"})
     await client.wait_message("state", lambda d: d["scheduled_prompts"] == {"0": "a calm lake"})
-    before = await _snapshot(client)
-    mark = client.now()
+    before = await read_only_state(client)
+    mark, start = client.now(), len(client.received)
     for frame, _ in V0_BAD_FRAMES:
         client.send_raw("data", frame)
-    await asyncio.sleep(0.3)
-    after = await _snapshot(client)
+    end = await barrier(client)  # its answer comes after anything the bad frames caused
     # The real runtime gives v0 clients nothing for a rejected frame: no error, no command_error, no state.
-    during = [r for r in client.received if mark <= r.t and r.type not in ("state", "snapshot_list")]
-    assert during == []
-    assert after == before
+    assert client.received[start:end] == [], described(client.received[start:end])
+    assert await read_only_state(client) == before
     rejections = helios.rejections()
     assert [r["code"] for r in rejections] == [code for _, code in V0_BAD_FRAMES]
     assert all(r["message"] and r["connection_id"] == 1001 for r in rejections)
@@ -87,7 +74,7 @@ async def test_v0_runtime_rejections_are_silent_on_the_wire_but_recorded(
 
 async def test_v1_runtime_rejections_get_an_error_reply(helios: HeliosServer, helios_client) -> None:
     client: WireClient = await helios_client(wire="v1")
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("warp_speed", {}, "invalid_command"),
         ("set_prompt", {}, "invalid_command"),
         ("set_prompt", {"prompt": 3}, "invalid_command"),
@@ -95,7 +82,7 @@ async def test_v1_runtime_rejections_get_an_error_reply(helios: HeliosServer, he
         ("set_image_strength", {"image_strength": -0.1}, "invalid_command"),
         ("set_sr_scale", {"sr_scale": "3x"}, "invalid_command"),
     ]
-    before = await _snapshot(client)
+    before = await read_only_state(client)
     for name, params, code in cases:
         reply = await client.command(name, params)
         assert reply is not None and reply.scope == "error" and reply.type == code, (name, reply)
@@ -111,10 +98,10 @@ async def test_v1_runtime_rejections_get_an_error_reply(helios: HeliosServer, he
         "error",
         "unresolved_upload",
     )
-    assert await _snapshot(client) == before
+    assert await read_only_state(client) == before
     # integral doubles are integers (v1 numbers are doubles)
     assert await client.command("set_seed", {"seed": 7.0}) is not None
-    assert (await client.command("set_prompt", {"prompt": "ok"})).type == "prompt_accepted"
+    assert (await v1_command(client, "set_prompt", {"prompt": "ok"})).type == "prompt_accepted"
     assert len(helios.rejections()) == len(cases) + 1
 
 
@@ -126,7 +113,10 @@ async def test_v1_malformed_protobuf_gets_an_error_and_the_session_lives(
     client.send_raw("data", b"\xff\xff\xff\x00garbage")
     client.send_raw("control", b"\x0a\x05ctrl_\x10\x01\xff\xfe")
     client.send_raw(
-        "data", pb.DataClientMessage(request_id="data_99", kind=1).SerializeToString()
+        "data",
+        pb.DataClientMessage(
+            request_id="data_99", kind=pb.MessageKind.MESSAGE_KIND_REQUEST
+        ).SerializeToString(),
     )  # no payload
     await client._wait(
         lambda: sum(r.scope == "error" for r in client.received if r.t >= mark) >= 3, 5, "errors"
@@ -134,7 +124,7 @@ async def test_v1_malformed_protobuf_gets_an_error_and_the_session_lives(
     errors = [r for r in client.received if r.scope == "error" and r.t >= mark]
     assert {e.type for e in errors} <= {"malformed_frame", "invalid_command", "unknown_runtime_message"}
     assert any(e.request_id == "data_99" for e in errors)
-    reply = await client.command("set_prompt", {"prompt": "still here"})
+    reply = await v1_command(client, "set_prompt", {"prompt": "still here"})
     assert reply.type == "prompt_accepted" and reply.data["chunk"] == 0
     assert len(helios.rejections()) == 3
 
@@ -149,14 +139,16 @@ async def test_model_refusals_broadcast_command_error_without_state(helios_clien
         ("resume", {}, "not paused"),
     ]
     for name, params, reason in refusals:
-        mark = client.now()
+        mark, start = client.now(), len(client.received)
         reply = await client.command(name, params)
         if wire == "v1":
             assert reply is not None and reply.scope == "ack", (name, reply)
         error = await client.wait_message("command_error", since=mark)
         assert error.data == {"command": name, "reason": reason}
-        await asyncio.sleep(0.1)
-        assert not client.messages("state", since=mark), f"{name}: no state after a refusal"
+        end = await barrier(client)  # a state caused by the refusal would arrive before its answer
+        got = [(r.scope, r.type) for r in client.received[start:end]]
+        expected = [("application", "command_error")] + ([("ack", "ack")] if wire == "v1" else [])
+        assert got == expected, f"{name}: {described(client.received[start:end])} (no state after a refusal)"
     mark = client.now()
     await client.command("set_prompt", {"prompt": "go"})
     client.send_command("start")

@@ -1,19 +1,23 @@
-"""Helpers of the server conformance suite: the target description and an ordered reader of server frames."""
+"""Helpers of the server conformance suite (shared by the repository's wire tests too): the target
+description, message checks, an ordered reader of server frames and the round-trip barrier."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from PIL import Image
 
+from conformance.helpers import markers_by_chunk  # noqa: F401 - re-exported for the suite modules
 from conformance.reference_model import INITIAL_STATE  # noqa: F401 - re-exported for the suite modules
 from conformance.server import HeliosServer
 from conformance.wire_client import Received, WireClient
 from mock_server.constants import CHUNK_FRAMES  # noqa: F401 - re-exported for the suite modules
-from mock_server.media.markers import Markers
 from mock_server.model.messages import MESSAGES
 
 FPS = 24.0
@@ -57,7 +61,8 @@ class Target:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def _arg(server: HeliosServer, flag: str) -> str | None:
+def server_arg(server: HeliosServer, flag: str) -> str | None:
+    """The value of ``flag`` on the command line of a helios-mock the plugin started (None if absent)."""
     return server.args[server.args.index(flag) + 1] if flag in server.args else None
 
 
@@ -76,8 +81,8 @@ def describe_target(server: HeliosServer) -> Target:
         is_mock = os.environ["HELIOS_SUITE_MOCK"] == "1"
     production = is_mock or not local or os.environ.get("HELIOS_SUITE_MODE") == "production"
     mode = os.environ.get("HELIOS_SUITE_MODE") or ("local" if local else "production")
-    speed_text = _arg(server, "--speed") if started else os.environ.get("HELIOS_SUITE_SPEED")
-    resolution = _arg(server, "--resolution") if started else os.environ.get("HELIOS_SUITE_RESOLUTION")
+    speed_text = server_arg(server, "--speed") if started else os.environ.get("HELIOS_SUITE_SPEED")
+    resolution = server_arg(server, "--resolution") if started else os.environ.get("HELIOS_SUITE_RESOLUTION")
     native = tuple(int(v) for v in resolution.lower().split("x")) if resolution else None
     return Target(
         url=server.url,
@@ -101,14 +106,105 @@ def _answers(http: httpx.Client, path: str, key: str) -> bool:
 
 
 def check_message(type_: str, data: Any) -> None:
-    """A model message matches its HELIOS.md §6 model (unknown fields are errors; numbers may be doubles)."""
+    """A model message matches its HELIOS.md §6 model: unknown fields are errors, nothing is coerced (the
+    parsed message equals what came), and integer fields hold integral numbers (v1 numbers are doubles)."""
     model = MESSAGES.get(type_)
     assert model is not None, f"unknown model message type {type_!r}"
-    model.model_validate(data)
+    parsed = model.model_validate(data)
+    assert parsed.model_dump() == data, f"{type_}: {data!r} holds values of the wrong type"
     for name, info in model.model_fields.items():
         if info.annotation is int:
             value = data[name]
-            assert float(value).is_integer(), f"{type_}.{name} must be an integer, got {value!r}"
+            assert isinstance(value, int | float) and float(value).is_integer(), (
+                f"{type_}.{name} must be an integer, got {value!r}"
+            )
+
+
+def png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    """A plain PNG image of one colour."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def reply_to(client: WireClient, request_id: str, what: str, timeout: float = 10.0) -> Received:
+    """The correlated v1 reply to ``request_id``; no reply within ``timeout`` fails, naming what was sent."""
+    try:
+        return await client.reply(request_id, timeout)
+    except TimeoutError:
+        raise AssertionError(f"no reply to {what} (request {request_id}) within {timeout:g} s") from None
+
+
+async def v1_command(
+    client: WireClient,
+    name: str,
+    params: dict[str, Any] | None = None,
+    uploads: dict[str, dict[str, Any]] | None = None,
+    timeout: float = 10.0,
+) -> Received:
+    """Send a v1 command and return its correlated reply (a failure, naming the command, if none comes)."""
+    assert client.wire == "v1", "only v1 correlates replies with commands"
+    return await reply_to(client, client.send_command(name, params, uploads), name, timeout)
+
+
+def _barrier_reply(client: WireClient, start: int) -> int | None:
+    for index in range(start, len(client.received)):
+        item = client.received[index]
+        if (item.scope, item.type) == ("runtime", "modelSchema"):
+            return index
+    return None
+
+
+async def barrier(client: WireClient, timeout: float = 10.0) -> int:
+    """A round trip on the data channel; returns the index of its reply in ``client.received``.
+
+    The server handles a connection's frames strictly in order and the data channel is ordered, so every
+    data-channel frame it sent this client before handling the barrier (in answer to anything sent
+    earlier, or broadcast) is in ``client.received`` before that index: "nothing else arrived" becomes
+    ``client.received[mark:index] == []`` instead of a sleep. v0: a runtime ``requestSchema``, answered by
+    ``modelSchema`` alone. v1 has no data-channel request without effects elsewhere: ``list_snapshots``
+    (read-only) is answered by ``snapshot_list``, then a ``state`` to every connection; the barrier
+    returns once that state has arrived here too (it stands after the index returned).
+    """
+    start = len(client.received)
+    if client.wire == "v0":
+        client.send_raw(
+            "data", json.dumps({"scope": "runtime", "data": {"type": "requestSchema", "data": {}}})
+        )
+        what = "the barrier's modelSchema (answer to a v0 requestSchema)"
+        await client._wait(lambda: _barrier_reply(client, start) is not None, timeout, what)
+        index = _barrier_reply(client, start)
+        assert index is not None
+        return index
+    request_id = client.send_command("list_snapshots")
+    reply = await reply_to(client, request_id, "the barrier list_snapshots", timeout)
+    assert (reply.scope, reply.type) == ("reply", "snapshot_list"), f"barrier list_snapshots got {reply}"
+    index = index_of(client, reply)
+
+    def state_followed() -> bool:
+        return any((r.scope, r.type) == ("application", "state") for r in client.received[index + 1 :])
+
+    await client._wait(state_followed, timeout, "the state after the barrier list_snapshots")
+    return index
+
+
+def index_of(client: WireClient, item: Received) -> int:
+    """Where ``item`` (a frame this client received) stands in ``client.received``."""
+    return next(i for i in range(len(client.received) - 1, -1, -1) if client.received[i] is item)
+
+
+async def read_only_state(client: WireClient) -> dict[str, Any]:
+    """The model state, asked for in a way that changes nothing (list_snapshots is read-only, then state);
+    for a client read without a ``Stream`` (v0 or v1)."""
+    start = client.now()
+    client.send_command("list_snapshots")
+    listed = await client.wait_message("snapshot_list", since=start)
+    return (await client.wait_message("state", since=listed.t)).data
+
+
+def described(items: list[Received]) -> list[tuple[str, str, Any]]:
+    """Frames as (scope, type, data) for a failure message."""
+    return [(r.scope, r.type, r.data) for r in items]
 
 
 @dataclass
@@ -140,6 +236,7 @@ class Stream:
         self.cursor = len(self.client.received)
 
     async def next(self, timeout: float = 10.0) -> Received:
+        """The next frame; model messages are checked against their models."""
         await self.client._wait(lambda: len(self.client.received) > self.cursor, timeout, "a server frame")
         item = self.client.received[self.cursor]
         self.cursor += 1
@@ -171,14 +268,14 @@ class Stream:
         """Send a v1 command; read up to its correlated reply (HELIOS.md §3.4 order)."""
         first_chunk = len(self.chunk_events)
         request_id = self.client.send_command(name, params, uploads)
-        await self.client.reply(request_id, timeout)
+        await reply_to(self.client, request_id, name, timeout)
         broadcasts: list[Received] = []
         while True:
             item = await self.model_message(timeout)
             if item.request_id == request_id:
                 return Reply(item, broadcasts, [c for c, _ in self.chunk_events[first_chunk:]])
             assert item.scope == "application", f"unexpected frame before the reply to {name}: {item}"
-            assert item.type != "state", f"a state before the reply to {name}"
+            assert item.type != "state", f"a state before the reply to {name}: {item.data}"
             broadcasts.append(item)
 
     async def state(self, timeout: float = 10.0) -> dict[str, Any]:
@@ -221,24 +318,24 @@ class Stream:
         """Index of the last chunk_complete read (-1 if none)."""
         return int(self.chunk_events[-1][0].data["chunk_index"]) if self.chunk_events else -1
 
-    async def quiet(self, seconds: float) -> None:
-        """Nothing at all arrives for ``seconds``."""
-        seen = len(self.client.received)
+    async def quiet(self, seconds: float) -> dict[str, Any]:
+        """Nothing at all arrives for ``seconds``; returns the state behind the barrier that ends the window.
+
+        What must stay silent is the chunk clock, which no request of the client triggers, so the check
+        is a window of ``seconds``; a round-trip barrier at its end makes sure that whatever the server
+        sent during the window has arrived before it is judged. Read every frame before calling.
+        """
+        start, chunks = self.cursor, len(self.chunk_events)
         await asyncio.sleep(seconds)
-        extra = self.client.received[seen:]
-        assert not extra, f"expected silence, got {[(r.type, r.data) for r in extra]}"
+        reply = await self.command("list_snapshots")
+        end = index_of(self.client, reply.reply)
+        extra = self.client.received[start:end]
+        assert not extra and len(self.chunk_events) == chunks, f"expected silence, got {described(extra)}"
+        assert (reply.kind, reply.reply.type) == ("answer", "snapshot_list"), reply
+        return await self.state()
 
     async def read_only_barrier(self) -> dict[str, Any]:
         """list_snapshots (read-only) as a barrier: all sent before it has arrived; returns its state."""
         reply = await self.command("list_snapshots")
         assert (reply.kind, reply.reply.type) == ("answer", "snapshot_list"), reply
         return await self.state()
-
-
-def markers_by_chunk(client: WireClient) -> dict[int, list[Markers]]:
-    """Decoded marker bands per chunk index, in arrival order."""
-    out: dict[int, list[Markers]] = {}
-    for frame in client.frames:
-        if frame.markers is not None:
-            out.setdefault(frame.markers.chunk, []).append(frame.markers)
-    return out

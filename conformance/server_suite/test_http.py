@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import httpx
@@ -277,7 +278,7 @@ async def test_session_end_reaches_every_connection(open_client: ClientFactory, 
         return told or data is None or data.readyState == "closed"
 
     for client in (owner, other):
-        await client._wait(lambda c=client: ended(c), 10, "the session end to reach the client")
+        await client._wait(functools.partial(ended, client), 10, "the session end to reach the client")
         if target.is_mock:  # [mock] / RT3: a SessionEnded notice precedes the close
             notices = [r for r in client.received if r.type == "session_ended"]
             assert notices and notices[0].data["reason"], client.received[-3:]

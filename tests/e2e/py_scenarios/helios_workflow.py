@@ -24,6 +24,7 @@ from typing import Any
 from common import Recorder, ScenarioFailed, api_url, png_bytes
 from reactor_sdk import Reactor
 
+from conformance.reference_model import INITIAL_STATE
 from mock_server.model.images import image_id_of
 
 SEED = 1234
@@ -342,17 +343,7 @@ class Workflow:
         )
         rec.expect_equal(grs["data"]["frame"], 33 * grs["data"]["chunk"], "generation_reset frame")
         state = await rec.wait_message("state", {"started": False}, after=mark, save_as="reset_state")
-        want = {
-            "started": False,
-            "running": False,
-            "paused": False,
-            "image_set": False,
-            "current_chunk": 0,
-            "current_frame": 0,
-            "current_prompt": None,
-            "image_strength": 1.0,
-            "scheduled_prompts": {},
-        }
+        want = INITIAL_STATE
         rec.expect_equal({k: state["data"].get(k) for k in want}, want, "state after reset")
 
         await self.cmd("set_prompt_p4", "set_prompt", {"prompt": P4})
