@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,23 @@ P4 = "A lighthouse on a cliff at dawn"  # after reset
 IMAGE_SIZE = (50, 30)
 
 _connect_times: list[tuple[str, float]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def connect_time_summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the module: print every connect() -> ready time measured, with the median (not a test)."""
+    yield
+    if not _connect_times:
+        return
+    values = [ms for _, ms in _connect_times]
+    runs = ", ".join(f"{mode} {ms:.1f} ms" for mode, ms in _connect_times)
+    line = f"[js-sdk] connect() -> ready over {len(values)} runs: {runs}; median {statistics.median(values):.1f} ms"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(f"\n{line}")
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}")
 
 
 def _png(path: Path) -> bytes:
@@ -471,14 +488,3 @@ def test_reconnect(reconnect_run: RunResult, capsys: pytest.CaptureFixture[str])
     assert ms is not None
     with capsys.disabled():
         print(f"\n[js-sdk {run.mode}] reconnect() -> ready: {ms:.1f} ms")
-
-
-def test_zz_connect_time_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    """Prints the connect() -> ready times of every run of this module (median over the runs)."""
-    if not _connect_times:
-        pytest.skip("no run of this module reached ready")
-    values = [ms for _, ms in _connect_times]
-    with capsys.disabled():
-        runs = ", ".join(f"{mode} {ms:.1f} ms" for mode, ms in _connect_times)
-        median = statistics.median(values)
-        print(f"\n[js-sdk] connect() -> ready over {len(values)} runs: {runs}; median {median:.1f} ms")
