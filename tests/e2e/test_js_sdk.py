@@ -52,7 +52,8 @@ def connect_time_summary(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     values = [ms for _, ms in _connect_times]
     runs = ", ".join(f"{mode} {ms:.1f} ms" for mode, ms in _connect_times)
-    line = f"[js-sdk] connect() -> ready over {len(values)} runs: {runs}; median {statistics.median(values):.1f} ms"
+    median = statistics.median(values)
+    line = f"[js-sdk] connect() -> ready over {len(values)} runs: {runs}; median {median:.1f} ms"
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if capture is None:
         print(f"\n{line}")
