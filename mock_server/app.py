@@ -27,7 +27,6 @@ from mock_server.transport.ice import restrict_host_addresses
 log = logging.getLogger("helios_mock.http")
 
 
-
 class ClientCorsMiddleware(CORSMiddleware):
     """CORS (`*`) for the client-facing routes only: admin paths are passed through without CORS headers,
     so a browser page of another origin can neither preflight nor read them."""

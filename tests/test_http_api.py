@@ -219,7 +219,11 @@ def test_tokens(http: httpx.Client, helios: HeliosServer) -> None:
         headers={"Reactor-API-Key": "rk_test"},
         json={
             "authorization_details": [
-                {"type": "session", "resources": {"models": {"all": True}}, "constraints": {"max_sessions": 1}}
+                {
+                    "type": "session",
+                    "resources": {"models": {"all": True}},
+                    "constraints": {"max_sessions": 1},
+                }
             ]
         },
     )

@@ -30,7 +30,7 @@ class Watchdog:
         end: EndSession,
         max_duration: float | None = None,
     ) -> None:
-        """`max_duration`: seconds this session may run (a scoped token may ask for less than the server's)."""
+        """`max_duration`: seconds the session may run (a scoped token may ask for less than the server)."""
         self._session_id = session_id
         self._settings = settings
         self._started_at = started_at
