@@ -94,10 +94,7 @@ class Registry:
     async def start_local(self, body: dict[str, Any]) -> Session:
         _note_generation(body)
         if self.local is not None and not self.local.closed:
-            raise Conflict(
-                "a local session is already running; adopt it (GET /session) or end it first "
-                "(POST /stop_session), as the real runtime answers"
-            )
+            return self.local  # idempotent, as RT2 (RT3: 409); see docs/DECISIONS.md
         self.local = self._new_session(LOCAL_ID, "local", account=None)
         return self.local
 
