@@ -31,6 +31,7 @@ class HeliosServer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     args: list[str] = field(default_factory=list)
+    admin_token: str | None = field(default_factory=lambda: os.environ.get("HELIOS_MOCK_ADMIN_TOKEN") or None)
 
     @classmethod
     def start(
@@ -43,6 +44,7 @@ class HeliosServer:
         extra: list[str] | None = None,
         log_path: Path | None = None,
         ready_timeout: float = 30.0,
+        admin_token: str | None = None,
     ) -> HeliosServer:
         """Start `python -m mock_server serve` on a free port and wait for /health."""
         port = free_port(host)
@@ -51,13 +53,18 @@ class HeliosServer:
             "--host", host, "--port", str(port), "--speed", str(speed), "--resolution", resolution,
             "--ice-addresses", ice_addresses, "--pending-delay", "0.2",
             *(extra or []),
+            *(["--admin-token", admin_token] if admin_token else []),
         ]  # fmt: skip
+        if admin_token is None and "--admin-token" in args:
+            admin_token = args[args.index("--admin-token") + 1]
         if log_path is None:
             log_path = Path(tempfile.mkstemp(prefix="helios-mock-", suffix=".log")[1])
         log_file = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         server = cls(url=f"http://{host}:{port}", process=process, log_path=log_path, args=args)
+        if admin_token:
+            server.admin_token = admin_token
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -90,17 +97,24 @@ class HeliosServer:
 
     # ------------------------------------------------------------------ admin API
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token header, when the server was started with one (`--admin-token`)."""
+        return {"X-Helios-Admin-Token": self.admin_token} if self.admin_token else {}
+
     def reset(self) -> None:
         """Close every session and forget every record (between tests)."""
-        httpx.post(self.url + "/admin/reset", timeout=10).raise_for_status()
+        httpx.post(self.url + "/admin/reset", headers=self.admin_headers, timeout=10).raise_for_status()
 
     def record(self) -> dict[str, Any]:
-        resp = httpx.get(self.url + "/admin/record", timeout=10)
+        resp = httpx.get(self.url + "/admin/record", headers=self.admin_headers, timeout=10)
         resp.raise_for_status()
         return resp.json()
 
     def transcript(self, session_id: str) -> dict[str, Any]:
-        resp = httpx.get(f"{self.url}/admin/sessions/{session_id}/transcript", timeout=10)
+        resp = httpx.get(
+            f"{self.url}/admin/sessions/{session_id}/transcript", headers=self.admin_headers, timeout=10
+        )
         resp.raise_for_status()
         return resp.json()
 

@@ -14,24 +14,28 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from mock_server.config import SERVER_VERSION, Settings
 from mock_server.errors import ServiceError
 from mock_server.routes import admin, coordinator, local, transport, uploads
 from mock_server.services.admin import note_http, session_for_path
+from mock_server.services.admin_guard import CORS_ALLOW_HEADERS, cors_applies
 from mock_server.services.registry import Registry
 from mock_server.transport.ice import restrict_host_addresses
 
 log = logging.getLogger("helios_mock.http")
 
-CORS_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "Reactor-API-Version",
-    "Reactor-API-Accept-Version",
-    "Reactor-WebRTC-Version",
-    "Reactor-API-Key",
-]
+
+class ClientCorsMiddleware(CORSMiddleware):
+    """CORS (`*`) for the client-facing routes only: admin paths are passed through without CORS headers,
+    so a browser page of another origin can neither preflight nor read them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not cors_applies(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -59,10 +63,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.registry = registry
     app.add_middleware(
-        CORSMiddleware,
+        ClientCorsMiddleware,
         allow_origins=["*"],
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=CORS_HEADERS,
+        allow_headers=list(CORS_ALLOW_HEADERS),
         expose_headers=["Retry-After"],
     )
     app.middleware("http")(_record_http)
@@ -70,16 +74,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     for family in (local, coordinator, transport, uploads, admin):
         app.include_router(family.router)
+    app.include_router(admin.socket_router)
     return app
 
 
 async def _record_http(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Record every answered request in the record of the session it is about (or as unbound)."""
+    """Record every answered request in the record of the session it is about (or as unbound).
+
+    Refused requests (401/403: another token's, or a wrong admin token) are recorded as unbound, so a
+    foreign caller cannot write into a session's record."""
     registry: Registry = request.app.state.registry
     path = request.url.path
     session_before = session_for_path(registry, path)
     response = await call_next(request)
     session = session_before or session_for_path(registry, path)
+    if response.status_code in (401, 403):
+        session = None  # a refused caller's request is not part of that session's history
     note_http(registry, session, request.method, path, response.status_code)
     return response
 

@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mock_server.app import create_app
+    from mock_server.services.tokens import MIN_SECRET_CHARS
 
     settings = Settings().with_env()
     overrides = {
@@ -36,10 +37,20 @@ def _serve(args: argparse.Namespace) -> int:
         "ice_addresses": tuple(a.strip() for a in args.ice_addresses.split(",") if a.strip())
         if args.ice_addresses is not None
         else None,
+        "api_keys": tuple(args.api_key) if args.api_key else None,
+        "admin_token": args.admin_token,
+        "jwt_secret": args.jwt_secret,
     }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if settings.fps <= 0 or settings.speed <= 0:
         print("helios-mock: --fps and --speed must be positive", file=sys.stderr)
+        return 2
+    if settings.jwt_secret and len(settings.jwt_secret) < MIN_SECRET_CHARS:
+        print(
+            f"helios-mock: --jwt-secret (HELIOS_MOCK_JWT_SECRET) must be at least {MIN_SECRET_CHARS} "
+            "characters; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -119,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["shared", "per-session"],
         help="shared (default): encode each distinct chunk once for all sessions; "
         "per-session: encode per connection",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="an API key /tokens accepts (repeatable; env HELIOS_MOCK_API_KEYS, comma-separated); "
+        "default: any non-empty key",
+    )
+    serve.add_argument(
+        "--jwt-secret",
+        help="HS256 key (≥ 32 characters) minted tokens are signed with; instances sharing it accept each "
+        "other's tokens (env HELIOS_MOCK_JWT_SECRET; default: random per process)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        help="token every /admin request and the live WebSocket must carry (X-Helios-Admin-Token header; "
+        "env HELIOS_MOCK_ADMIN_TOKEN); default: admin routes refuse browsers of other origins",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     serve.set_defaults(func=_serve)

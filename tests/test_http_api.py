@@ -46,14 +46,15 @@ def test_local_start_session_descriptor_is_complete_and_idempotent(http: httpx.C
     assert desc["capabilities"]["commands"] == [] and desc["capabilities"]["emission_fps"] is None
     assert desc["schema"]["openapi"].startswith("3.1")
     assert "generation" not in desc
-    again = http.post("/start_session").json()
-    assert again["session_id"] == "local"
+    again = http.post("/start_session")  # idempotent as RT2 (RT3: 409); see docs/DECISIONS.md
+    assert again.status_code == 200 and again.json()["session_id"] == "local"
     assert http.get("/session").json()["state"] == "WAITING"
 
 
-def test_local_stop_session_always_200_and_get_session_reports_ready(http: httpx.Client) -> None:
+def test_local_stop_session_409_when_idle_and_get_session_reports_ready(http: httpx.Client) -> None:
     assert http.get("/session").json()["state"] == "READY"
-    assert http.post("/stop_session").status_code == 200  # nothing running: still 200
+    idle = http.post("/stop_session")  # nothing running: 409, as the real runtime (3.10)
+    assert idle.status_code == 409 and "no local session" in _detail(idle)
     http.post("/start_session", json={})
     assert http.post("/stop_session").status_code == 200
     assert http.get("/session").json()["state"] == "READY"
@@ -115,8 +116,9 @@ def test_registered_connections_ids_and_unknown_connection(http: httpx.Client) -
             "is_final": False,
         },
     )
-    assert early.status_code == 202 and early.json() == {}
-    assert http.get("/sessions/local/transport/webrtc/connections/2000/sdp_params").status_code == 202
+    assert early.status_code == 202 and early.content == b""  # empty body, as the real runtime
+    pending = http.get("/sessions/local/transport/webrtc/connections/2000/sdp_params")
+    assert pending.status_code == 202 and pending.content == b""
 
 
 # ---------------------------------------------------------------- uploads
@@ -135,9 +137,14 @@ def test_upload_slot_put_and_errors(http: httpx.Client) -> None:
     again = http.put(slot["presigned_url"], content=b"abcd")
     assert again.status_code == 409
     assert http.put("/uploads/nope", content=b"x").status_code == 404
-    assert http.post("/sessions/local/uploads", json={"name": "", "size": 4}).status_code == 400
-    assert http.post("/sessions/local/uploads", json={"name": "a", "size": 0}).status_code == 400
-    assert http.post("/sessions/local/uploads", json={"name": "a"}).status_code == 422  # malformed body
+    png = {"mime_type": "image/png"}
+    assert http.post("/sessions/local/uploads", json={"name": "", "size": 4, **png}).status_code == 400
+    assert http.post("/sessions/local/uploads", json={"name": "a", "size": 0, **png}).status_code == 400
+    assert http.post("/sessions/local/uploads", json={"name": "a", **png}).status_code == 422  # no size
+    no_mime = http.post("/sessions/local/uploads", json={"name": "a", "size": 4})
+    assert no_mime.status_code == 422  # mime_type is required, as on the real runtime
+    bad_json = http.post("/sessions/local/uploads", content=b"{nope")
+    assert bad_json.status_code == 422
     http.post("/stop_session")
     freed = http.put(slot["presigned_url"], content=b"abcd")
     assert freed.status_code == 404 and "freed" in _detail(freed)
@@ -210,7 +217,15 @@ def test_tokens(http: httpx.Client, helios: HeliosServer) -> None:
     minted = http.post(
         "/tokens",
         headers={"Reactor-API-Key": "rk_test"},
-        json={"authorization_details": [{"type": "session", "constraints": {"max_sessions": 1}}]},
+        json={
+            "authorization_details": [
+                {
+                    "type": "session",
+                    "resources": {"models": {"all": True}},
+                    "constraints": {"max_sessions": 1},
+                }
+            ]
+        },
     )
     assert minted.status_code == 200
     body = minted.json()

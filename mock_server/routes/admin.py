@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from mock_server.routes.deps import RegistryDep, SocketRegistryDep
+from mock_server.errors import ServiceError
+from mock_server.routes.deps import ADMIN_ONLY, RegistryDep, SocketRegistryDep, admin_socket_allowed
 from mock_server.services import admin
+from mock_server.services.admin_guard import WS_POLICY_VIOLATION
 
-router = APIRouter(tags=["admin"])
+log = logging.getLogger("helios_mock.http")
+
+router = APIRouter(tags=["admin"], dependencies=[ADMIN_ONLY])  # HTTP routes; the WebSocket checks itself
+socket_router = APIRouter(tags=["admin"])
 
 
 @router.get("/admin/record")
@@ -23,8 +29,14 @@ async def admin_transcript(session_id: str, registry: RegistryDep) -> dict[str, 
     return admin.transcript(registry, session_id)
 
 
-@router.websocket("/admin/sessions/{session_id}/live")
+@socket_router.websocket("/admin/sessions/{session_id}/live")
 async def admin_live(websocket: WebSocket, session_id: str, registry: SocketRegistryDep) -> None:
+    try:
+        admin_socket_allowed(websocket, registry)
+    except ServiceError as exc:
+        log.info("WS %s refused (%d): %s", websocket.url.path, exc.status, exc.detail)
+        await websocket.close(code=WS_POLICY_VIOLATION, reason="admin access refused")
+        return
     await websocket.accept()
     session = admin.live_session(registry, session_id)
     if session is None:

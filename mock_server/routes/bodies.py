@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mock_server.errors import Invalid
+from mock_server.errors import Invalid, Unprocessable
 
 
 class _Body(BaseModel):
@@ -45,7 +45,7 @@ class IceCandidates(_Body):
 class UploadRequest(_Body):
     name: str
     size: int
-    mime_type: str = "application/octet-stream"
+    mime_type: str = Field(description="MIME type of the bytes; required, as on the real runtime")
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise Invalid("request body is not valid JSON") from None
+        raise Unprocessable("request body is not valid JSON") from None
     if body is None:
         return {}
     if not isinstance(body, dict):

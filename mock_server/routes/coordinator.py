@@ -8,15 +8,21 @@ from fastapi import APIRouter, Header, Request
 
 from mock_server.routes.bodies import json_body
 from mock_server.routes.deps import PRODUCTION_ONLY, RegistryDep
+from mock_server.services.tokens import api_key_from_headers
 
 router = APIRouter(tags=["production"], dependencies=[PRODUCTION_ONLY])
 
 
 @router.post("/tokens")
-async def tokens(
-    request: Request, registry: RegistryDep, reactor_api_key: str | None = Header(default=None)
-) -> dict[str, Any]:
-    return registry.mint_token(reactor_api_key, await json_body(request))
+async def mint_token(request: Request, registry: RegistryDep) -> dict[str, Any]:
+    """Mint a JWT for the `Reactor-API-Key` account; the body may scope it (`authorization_details`)."""
+    return registry.mint_token(api_key_from_headers(request.headers), await json_body(request))
+
+
+@router.get("/tokens")
+async def mint_unscoped_token(request: Request, registry: RegistryDep) -> dict[str, Any]:
+    """Mint an unscoped JWT for the `Reactor-API-Key` account (what `GET /tokens` clients expect)."""
+    return registry.mint_token(api_key_from_headers(request.headers), None)
 
 
 @router.post("/sessions", status_code=201)

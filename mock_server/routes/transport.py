@@ -21,6 +21,9 @@ router = APIRouter(prefix=BASE, tags=["transport"])
 
 
 def _answer(poll: AnswerPoll) -> Response:
+    """200 with the answer, or 202 with an empty body while it is not ready (as the real runtime)."""
+    if poll.status == 202:
+        return Response(status_code=202)
     return JSONResponse(poll.body, status_code=poll.status)
 
 
@@ -59,18 +62,19 @@ async def register(
     return {"connection_id": session.signalling.register().id}
 
 
-@router.post("/connections/{connection_id}/ice_candidates", status_code=202)
+@router.post("/connections/{connection_id}/ice_candidates", status_code=202, response_class=Response)
 async def trickle(
     session_id: str,
     connection_id: int,
     body: IceCandidates,
     registry: RegistryDep,
     authorization: str | None = Header(default=None),
-) -> dict[str, Any]:
+) -> Response:
+    """202 with an empty body, as the real runtime."""
     session = registry.running(session_id, authorization)
     candidates = [c.model_dump() for c in body.candidates]
     await session.signalling.trickle(connection_id, candidates, body.is_final)
-    return {}
+    return Response(status_code=202)
 
 
 @router.post("/connections/{connection_id}/sdp_params", status_code=202)

@@ -1,4 +1,6 @@
-"""Session registry: the local session, production sessions, tokens and platform limits.
+"""Session registry: the local session, production sessions (with their owners) and platform limits.
+
+Tokens are minted and verified by `services.tokens`; who may use which session is `services.access`.
 
 Errors are raised as `mock_server.errors` classes; the HTTP layer turns them into `{"detail": ...}`.
 """
@@ -13,9 +15,18 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
-from mock_server.errors import ApiError, NotFound
+from mock_server.errors import ApiError, Conflict, NotFound
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.model.model_schema import build_model_schema
+from mock_server.services.access import (
+    SessionBudgets,
+    SessionOwner,
+    check_creation,
+    check_session_access,
+    owner_for,
+    session_duration_limit,
+)
+from mock_server.services.tokens import Principal, TokenService
 from mock_server.session.session import TRACKS, Session
 
 log = logging.getLogger("helios_mock.registry")
@@ -35,7 +46,9 @@ class Registry:
         self.local: Session | None = None
         self.sessions: dict[str, Session] = {}
         self.closed: OrderedDict[str, Session] = OrderedDict()
-        self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> {account, expires_at, max_sessions, created}
+        self.token_service = TokenService(settings)
+        self.budgets = SessionBudgets()
+        self.owners: dict[str, SessionOwner] = {}  # production session id -> who created it
         self._creations: deque[float] = deque()
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
@@ -81,15 +94,18 @@ class Registry:
     async def start_local(self, body: dict[str, Any]) -> Session:
         _note_generation(body)
         if self.local is not None and not self.local.closed:
-            return self.local  # idempotent, as RT2
+            return self.local  # idempotent, as RT2 (RT3: 409); see docs/DECISIONS.md
         self.local = self._new_session(LOCAL_ID, "local", account=None)
         return self.local
 
     async def stop_local(self, reason: object = None) -> None:
-        """POST /stop_session: end the local session with the client's reason (≤ 64 characters), if any."""
-        if self.local is not None:
-            session, self.local = self.local, None
-            await session.close(str(reason or "session stopped by the client")[:MAX_REASON])
+        """POST /stop_session: end the local session with the client's reason (≤ 64 characters).
+
+        With no session running: 409, as the real runtime answers."""
+        if self.local is None or self.local.closed:
+            raise Conflict("no local session is running (nothing to stop)")
+        session, self.local = self.local, None
+        await session.close(str(reason or "session stopped by the client")[:MAX_REASON])
 
     def health(self) -> dict[str, Any]:
         """GET /health: the runtime is "serving" while any session runs, else "available"."""
@@ -102,54 +118,46 @@ class Registry:
 
     # ------------------------------------------------------------------ production mode
 
-    def mint_token(self, api_key: str | None, body: dict[str, Any] | None) -> dict[str, Any]:
-        if not api_key:
-            raise ApiError(
-                401, "POST /tokens needs a Reactor-API-Key header (any non-empty key works on the mock)"
-            )
-        body = body or {}
-        ttl = self.settings.token_ttl
-        expires_after = body.get("expires_after")
-        if isinstance(expires_after, int | float) and expires_after > 0:
-            ttl = min(float(expires_after), 21_600.0)
-        max_sessions = None
-        for detail in body.get("authorization_details") or []:
-            constraints = (detail or {}).get("constraints") or {}
-            if isinstance(constraints.get("max_sessions"), int):
-                max_sessions = constraints["max_sessions"]
-        jwt = "mock." + secrets.token_urlsafe(24)
-        expires_at = time.time() + ttl
-        self.tokens[jwt] = {
-            "account": f"key:{api_key}",
-            "expires_at": expires_at,
-            "max_sessions": max_sessions,
-            "created": 0,
-        }
-        return {"jwt": jwt, "expires_at": int(expires_at)}
+    def mint_token(self, api_key: str | None, body: Any) -> dict[str, Any]:
+        """`POST/GET /tokens` -> `{"jwt", "expires_at"}` (body None for GET)."""
+        return self.token_service.mint(api_key, body, open_session_account=self._open_session_account)
 
-    def account_for(self, authorization: str | None) -> str:
-        """Check `Authorization: Bearer <token>`; any token works, minted ones are checked for expiry."""
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise ApiError(401, "missing Authorization: Bearer <token> header (any token works on the mock)")
-        token = authorization.split(" ", 1)[1].strip()
-        if not token:
-            raise ApiError(401, "empty bearer token")
-        minted = self.tokens.get(token)
-        if minted is None:
-            return f"token:{token}"
-        if time.time() > minted["expires_at"]:
-            raise ApiError(401, "token expired; mint a new one with POST /tokens")
-        return minted["account"]
+    def authenticate(self, authorization: str | None) -> Principal:
+        """`Authorization: Bearer <token>` -> the caller, or `Unauthorized`."""
+        return self.token_service.authenticate(authorization)
+
+    def _open_session_account(self, session_id: str) -> str | None:
+        owner = self.owners.get(session_id)
+        session = self.sessions.get(session_id)
+        return owner.account if owner is not None and session is not None and not session.closed else None
 
     async def create_session(self, authorization: str | None, body: dict[str, Any]) -> Session:
-        account = self.account_for(authorization)
+        principal = self.authenticate(authorization)
         model = (body.get("model") or {}).get("name") if isinstance(body.get("model"), dict) else None
         if model not in MODEL_NAMES:
             raise ApiError(
                 404, f"unknown model {model!r}; this mock serves only 'helios' (or 'reactor/helios')"
             )
+        check_creation(principal, model)
         _note_generation(body)
         now = time.monotonic()
+        self._check_rate_limits(principal.account, now)
+        self.budgets.charge(principal, time.time())
+        self._creations.append(now)
+        session_id = "sess_" + secrets.token_hex(8)
+        self.owners[session_id] = owner_for(principal, session_id)
+        session = self._new_session(
+            session_id,
+            "production",
+            account=principal.account,
+            max_duration=session_duration_limit(principal, self.settings),
+        )
+        self._ready_at[session.id] = now + self.settings.pending_delay
+        session.record.add("http", "POST /sessions", body={"status": 201})
+        return session
+
+    def _check_rate_limits(self, account: str, now: float) -> None:
+        """429 when the creation rate or the account's concurrent sessions are at their limits."""
         limit = self.settings.max_creations_per_minute
         while self._creations and now - self._creations[0] > 60:
             self._creations.popleft()
@@ -168,23 +176,15 @@ class Registry:
                 f"this account already runs {len(running)} sessions (limit {concurrent}); DELETE one first",
                 {"Retry-After": "5"},
             )
-        token = (authorization or "").split(" ", 1)[-1].strip()
-        minted = self.tokens.get(token)
-        if minted is not None and minted["max_sessions"] is not None:
-            if minted["created"] >= minted["max_sessions"]:
-                raise ApiError(403, f"this token may create at most {minted['max_sessions']} sessions")
-            minted["created"] += 1
-        self._creations.append(now)
-        session = self._new_session("sess_" + secrets.token_hex(8), "production", account=account)
-        self._ready_at[session.id] = now + self.settings.pending_delay
-        session.record.add("http", "POST /sessions", body={"status": 201})
-        return session
 
     def production_session(self, session_id: str, authorization: str | None) -> Session:
-        self.account_for(authorization)
+        """A production session (running or closed) the caller may use: 401, 404, then 403."""
+        principal = self.authenticate(authorization)
         session = self.sessions.get(session_id) or self.closed.get(session_id)
-        if session is None or session.mode != "production":
-            raise ApiError(404, f"unknown session {session_id!r}")
+        owner = self.owners.get(session_id)
+        if session is None or session.mode != "production" or owner is None:
+            raise NotFound(f"unknown session {session_id!r}")
+        check_session_access(principal, owner)
         return session
 
     async def delete_session(self, session_id: str, authorization: str | None) -> None:
@@ -216,7 +216,9 @@ class Registry:
     def all_sessions(self) -> list[Session]:
         return list(self.closed.values()) + list(self.sessions.values())
 
-    def _new_session(self, session_id: str, mode: str, account: str | None) -> Session:
+    def _new_session(
+        self, session_id: str, mode: str, account: str | None, max_duration: float | None = None
+    ) -> Session:
         session = Session(
             session_id,
             mode=mode,
@@ -224,6 +226,7 @@ class Registry:
             settings=self.settings,
             schema=self.schema,
             account=account,
+            max_duration=max_duration,
             on_closed=self._closed,
         )
         self.sessions[session_id] = session
@@ -237,14 +240,16 @@ class Registry:
         key = session.id if session.mode == "production" else f"local#{id(session)}"
         self.closed[key] = session
         while len(self.closed) > KEEP_CLOSED:
-            self.closed.popitem(last=False)
+            forgotten, _ = self.closed.popitem(last=False)
+            self.owners.pop(forgotten, None)
 
     async def reset(self) -> None:
         """Close every session and forget all records (the test fixture's reset)."""
         await self.shutdown("the server was reset")
         self.closed.clear()
         self.unbound_http.clear()
-        self.tokens.clear()
+        self.owners.clear()
+        self.budgets.clear()
         self._creations.clear()
 
     async def shutdown(self, reason: str = "the server is shutting down") -> None:

@@ -49,6 +49,7 @@ class Session:
         settings: Settings,
         schema: dict[str, Any],
         account: str | None = None,
+        max_duration: float | None = None,
         chunk_cache: EncodedChunkCache | None = None,
         on_closed: Callable[[Session], None] | None = None,
     ) -> None:
@@ -56,6 +57,7 @@ class Session:
         self.mode = mode  # "local" | "production"
         self.settings = settings
         self.account = account
+        self.max_duration = settings.max_session_duration if max_duration is None else max_duration
         self.created_at = time.monotonic()
         self.record = SessionRecord(session_id, mode)
         self.helios = Helios(draw_seed=lambda: secrets.randbelow(2**31))
@@ -80,7 +82,13 @@ class Session:
             broadcast=self.outbox.broadcast,
         )
         self.watchdog = Watchdog(
-            session_id, settings, self.created_at, self.connections, drop=self.drop_connection, end=self.close
+            session_id,
+            settings,
+            self.created_at,
+            self.connections,
+            drop=self.drop_connection,
+            end=self.close,
+            max_duration=self.max_duration,
         )
         self.inbound = InboundHandler(
             session_id,

@@ -28,13 +28,16 @@ class Watchdog:
         *,
         drop: DropConnection,
         end: EndSession,
+        max_duration: float | None = None,
     ) -> None:
+        """`max_duration`: seconds the session may run (a scoped token may ask for less than the server)."""
         self._session_id = session_id
         self._settings = settings
         self._started_at = started_at
         self._connections = connections
         self._drop = drop
         self._end = end
+        self._max_duration = settings.max_session_duration if max_duration is None else max_duration
         self._orphaned_since: float | None = None
         self._stopped = False
 
@@ -72,8 +75,8 @@ class Watchdog:
     async def _check(self, now: float) -> str | None:
         """Drop silent connections; the reason to end the session, if it must end."""
         settings = self._settings
-        if now - self._started_at > settings.max_session_duration:
-            return f"session reached its maximum duration of {settings.max_session_duration:g} s"
+        if now - self._started_at > self._max_duration:
+            return f"session reached its maximum duration of {self._max_duration:g} s"
         for conn in list(self._connections.values()):
             if conn.ready and now - conn.last_inbound > settings.ping_timeout:
                 why = f"no frame from the client for {settings.ping_timeout:g} s (ping watchdog)"

@@ -480,3 +480,31 @@ def test_api_key_mints_token(api_key_run: PyRunResult, capsys: pytest.CaptureFix
     assert {0, 1} <= {f.markers.chunk for f in frames}
     with capsys.disabled():
         print(f"\n[py-sdk production/api_key] connect() -> ready: {run.timing('connect_to_ready_ms'):.1f} ms")
+
+
+# ─── issue 10: a token bound to a session adopts it; another account cannot ─────────────────────────────
+
+
+@pytest.fixture(scope="module")
+def bound_run(tmp_path_factory: pytest.TempPathFactory) -> PyRunResult:
+    """Account A creates a session, mints a token bound to it, and the SDK adopts it with ``jwt=``."""
+    return run_py_scenario(
+        "production",
+        tmp_path_factory.mktemp("py-bound"),
+        "bound_token.py",
+        ["--speed", str(SPEED)],
+        server_args=SERVER_ARGS,
+    )
+
+
+def test_bound_token_adopts_its_session(bound_run: PyRunResult) -> None:
+    run = bound_run
+    assert run.results.get("ok"), run.context()
+    sid = run.facts["session_id"]
+    assert sid.startswith("sess_") and run.facts["frames"] >= 10, run.context()
+    assert run.facts["other_account_status"] == 403, run.context()
+    assert run.facts["other_account_sdk"]["refused"], run.context()
+    (session,) = [s for s in run.record["sessions"] if s["session_id"] == sid]
+    assert not session["closed"] or "deleted" not in (session["close_reason"] or ""), session["close_reason"]
+    refused = [(h["method"], h["path"], h["status"]) for h in run.record["http"] if h["status"] == 403]
+    assert ("GET", f"/sessions/{sid}", 403) in refused, run.record["http"]
