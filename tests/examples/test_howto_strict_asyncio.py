@@ -19,7 +19,7 @@ asyncio_mode = "strict"
 asyncio_default_fixture_loop_scope = "function"
 """
 
-CLIENT_TEST = '''\
+CLIENT_TEST = """\
 import pytest
 
 from conformance.helpers import expect_message, wait_for_chunk
@@ -45,7 +45,7 @@ async def test_v0_client(helios_client):
 
 def test_sync_tests_still_work(helios):
     assert helios.record()["sessions"] == []
-'''
+"""
 
 
 def test_plugin_in_strict_mode(tmp_path: Path) -> None:
@@ -63,4 +63,8 @@ def test_plugin_in_strict_mode(tmp_path: Path) -> None:
     )
     output = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, output
-    assert "3 passed" in proc.stdout and "warning" not in proc.stdout and "asyncio: mode=Mode.STRICT" in proc.stdout, output
+    assert (
+        "3 passed" in proc.stdout
+        and "warning" not in proc.stdout
+        and "asyncio: mode=Mode.STRICT" in proc.stdout
+    ), output
