@@ -208,14 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(func=_schemas)
     locust = sub.add_parser("locustfile", help='print the installed locustfile\'s path: locust -f "$(…)"')
     locust.set_defaults(func=_locustfile)
-    bench = sub.add_parser("bench", help="run the capacity benchmark (arguments: helios-mock bench --help)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
+    bench = sub.add_parser(
+        "bench", add_help=False, help="run the capacity benchmark (its options: helios-mock bench --help)"
+    )
     bench.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":  # everything after `bench` belongs to the benchmark
+        args.bench_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args))
 
 

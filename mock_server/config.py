@@ -183,7 +183,7 @@ class Settings:
     def with_env(self, environ: Mapping[str, str] | None = None) -> Settings:
         """Apply HELIOS_MOCK_<FIELD> overrides (e.g. HELIOS_MOCK_SPEED=20); SettingError names a bad one."""
         environ = os.environ if environ is None else environ
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for f in fields(self):
             name = env_name(f.name)
             raw = environ.get(name)

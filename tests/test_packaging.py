@@ -217,6 +217,7 @@ def test_client_project_in_strict_mode(installed: Install) -> None:
 
 def test_headless_locust_run_from_the_install(installed: Install) -> None:
     installed.pip_install(f"{installed.wheel}[load]")
+    assert "--sessions" in installed.check("helios-mock", "bench", "--help")  # the benchmark imports too
     locustfile = installed.check("helios-mock", "locustfile").strip()
     assert locustfile.startswith(str(installed.venv)) and Path(locustfile).is_file()
     port = free_port()
