@@ -11,6 +11,12 @@ Options: --helios-speed (env HELIOS_MOCK_TEST_SPEED), --helios-url (HELIOS_MOCK_
 Markers: helios_strict (check this test's client violations even without --helios-strict),
          helios_lenient (no check; with rule ids, e.g. helios_lenient("ping-missing"), ignore only those).
 Helpers (waiting for chunks and messages, markers from frames, assert_no_violations): conformance.helpers.
+
+Works with pytest-asyncio in strict and auto mode (the async fixture is a ``pytest_asyncio.fixture``).
+Hypothesis: use the session-scoped ``helios_server`` with ``helios_server.reset()`` at the start of each
+example and ``async with helios_server.client(...)`` (tests/examples/test_howto_hypothesis.py).
+The plugin changes nothing process-wide: its raw clients gather ICE candidates on loopback only for their own
+connections (``mock_server.transport.ice.host_addresses``); the server runs in a child process.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
 from .server import HeliosServer
+
+try:
+    import pytest_asyncio
+except ImportError:  # the plugin still loads; helios_client explains what to install
+    pytest_asyncio = None  # type: ignore[assignment]
+
+ClientFactory = Callable[..., Awaitable[Any]]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,20 +79,12 @@ def helios_server(
     """The mock server for the whole test session."""
     url = request.config.getoption("--helios-url") or os.environ.get("HELIOS_MOCK_URL")
     if url:
-        if (urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1"):
-            from mock_server.transport.ice import restrict_host_addresses
-
-            # a server on this machine (started with --ice-addresses 127.0.0.1): meet it on loopback only
-            restrict_host_addresses(["127.0.0.1"])
         yield HeliosServer(url=url.rstrip("/"), token=os.environ.get("HELIOS_MOCK_TOKEN", "test-token"))
         return
     speed = request.config.getoption("--helios-speed") or float(
         os.environ.get("HELIOS_MOCK_TEST_SPEED", "20")
     )
     resolution = request.config.getoption("--helios-resolution") or "160x96"
-    from mock_server.transport.ice import restrict_host_addresses
-
-    restrict_host_addresses(["127.0.0.1"])  # this process's raw clients and the server meet on loopback
     server = HeliosServer.start(
         speed=speed, resolution=resolution, log_path=tmp_path_factory.mktemp("helios") / "server.log"
     )
@@ -106,20 +110,37 @@ def helios(helios_server: HeliosServer, request: pytest.FixtureRequest) -> Itera
         pytest.fail("client violated the Helios contract:\n" + "\n".join(f"  {v}" for v in violations))
 
 
-@pytest.fixture
-async def helios_client(helios: HeliosServer) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    """Factory: `client = await helios_client(wire="v0"|"v1", mode="local"|"production")`, connected."""
+async def _client_factory(helios: HeliosServer) -> AsyncIterator[ClientFactory]:
     from .wire_client import WireClient
 
     clients: list[WireClient] = []
 
     async def make(wire: str = "v0", mode: str = "local", connect: bool = True, **kwargs: Any) -> WireClient:
-        client = WireClient(helios.url, wire=wire, mode=mode, token=helios.token, **kwargs)
-        clients.append(client)
         if connect:
-            await client.connect()
+            client = await helios.connect_client(wire=wire, mode=mode, **kwargs)
+        else:  # connect it yourself (its ICE candidates then follow aioice's own choice)
+            client = WireClient(helios.url, wire=wire, mode=mode, token=helios.token, **kwargs)
+        clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        await client.close()
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+if pytest_asyncio is not None:
+
+    @pytest_asyncio.fixture
+    async def helios_client(helios: HeliosServer) -> AsyncIterator[ClientFactory]:
+        """Factory: `client = await helios_client(wire="v0"|"v1", mode="local"|"production")`, connected."""
+        async for make in _client_factory(helios):
+            yield make
+
+else:
+
+    @pytest.fixture
+    def helios_client(helios: HeliosServer) -> None:
+        """Needs pytest-asyncio (not installed)."""
+        pytest.fail("helios_client needs pytest-asyncio: pip install 'helios-mock[pytest]'", pytrace=False)

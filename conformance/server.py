@@ -1,7 +1,9 @@
-"""Run the mock server as a child process (what the pytest plugin and the benchmarks use)."""
+"""Run the mock server as a child process (what the pytest plugin and the benchmarks use), and open raw
+clients to it (``async with server.client(wire="v1") as client``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,11 +11,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import httpx
+
+if TYPE_CHECKING:
+    from conformance.wire_client import WireClient
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,6 +103,42 @@ class HeliosServer:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    @property
+    def on_loopback(self) -> bool:
+        """The server runs on this machine's loopback (started here, or an external one at 127.0.0.1)."""
+        return (urlparse(self.url).hostname or "") in LOOPBACK_HOSTS
+
+    async def connect_client(self, wire: str = "v0", mode: str = "local", **kwargs: Any) -> WireClient:
+        """A connected raw wire client of this server (close it with ``await client.close()``).
+
+        Against a loopback server the client gathers its ICE host candidates on 127.0.0.1 only, and only
+        for this connection: other peers of the process (your application's) keep aioice's own choice.
+        """
+        from conformance.wire_client import WireClient
+        from mock_server.transport.ice import host_addresses
+
+        client = WireClient(self.url, wire=wire, mode=mode, token=self.token, **kwargs)
+        scope = host_addresses(["127.0.0.1"]) if self.on_loopback else contextlib.nullcontext()
+        try:
+            with scope:
+                await client.connect()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    @contextlib.asynccontextmanager
+    async def client(self, wire: str = "v0", mode: str = "local", **kwargs: Any) -> AsyncIterator[WireClient]:
+        """``async with server.client(wire="v1") as client:`` connected for the block, closed after it.
+
+        Works in any test, including a Hypothesis ``@given`` test that uses only the session-scoped
+        ``helios_server`` fixture (call ``server.reset()`` at the start of each example)."""
+        client = await self.connect_client(wire=wire, mode=mode, **kwargs)
+        try:
+            yield client
+        finally:
+            await client.close()
 
     # ------------------------------------------------------------------ admin API
 

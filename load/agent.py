@@ -22,11 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `load` (and the repo's packages) importable
+if not __package__:  # run by path (locust -f, python …/agent.py): import the siblings as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = Path(__file__).resolve().parent.name  # "load" in a checkout, "helios_mock_load" installed
 
-from load.session import LoadSession, SessionConfig, play  # noqa: E402
 from mock_server.transport.ice import restrict_host_addresses  # noqa: E402
+
+from .session import LoadSession, SessionConfig, play  # noqa: E402
 
 CANCEL_GRACE = 10.0  # seconds a cancelled session gets to close (DELETE, peer close)
 

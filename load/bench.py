@@ -44,14 +44,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `load` (and the repo's packages) importable
+if not __package__:  # run by path (locust -f, python …/agent.py): import the siblings as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = Path(__file__).resolve().parent.name  # "load" in a checkout, "helios_mock_load" installed
 
 import psutil  # noqa: E402
 
 from conformance.server import HeliosServer  # noqa: E402
-from load.session import PROMPTS, LoadSession, SessionConfig  # noqa: E402
 from mock_server.transport.ice import restrict_host_addresses  # noqa: E402
+
+from .session import PROMPTS, LoadSession, SessionConfig  # noqa: E402
 
 DEFAULT_STEPS = (10, 25, 50, 75, 100, 125, 150, 175, 200)
 HELD_FPS = 23.5

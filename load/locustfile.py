@@ -46,9 +46,10 @@ from locust import User, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-if __package__ in (None, ""):  # locust imports this file as a top-level module: make `load` importable
+if not __package__:  # run by path (locust -f, python …/agent.py): import the siblings as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from load.session import SCENARIOS, SEED  # noqa: E402
+    __package__ = Path(__file__).resolve().parent.name  # "load" in a checkout, "helios_mock_load" installed
+from .session import SCENARIOS, SEED  # noqa: E402
 
 AGENT = Path(__file__).resolve().parent / "agent.py"
 TOTAL_KEYS = (

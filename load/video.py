@@ -32,8 +32,8 @@ import numpy as np
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from mock_server.media import markers as _mk
 from mock_server.constants import CHUNK_FRAMES
+from mock_server.media import markers as _mk
 from mock_server.media.markers import Markers
 
 FrameCallback = Callable[[float, "Markers | None"], None]

@@ -1,165 +1,244 @@
-"""`helios-mock` command line: `serve` runs the mock; `schemas` regenerates the contract files."""
+"""`helios-mock` command line: `serve` runs the mock; `schemas` writes the contract files; `locustfile` and
+`bench` find the installed load kit."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import logging
+import logging.config
+import runpy
 import sys
 from dataclasses import replace
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, NoReturn
 
-from mock_server.config import VERSION, Settings, parse_resolution
+from mock_server.config import VERSION, SettingError, Settings, parse_setting
+from mock_server.logging_setup import logging_config
+from mock_server.services.tokens import MIN_SECRET_CHARS
+
+log = logging.getLogger("mock_server.cli")
+CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root when running from a source checkout
+_VALUE = "\x00"  # marks a flag-value error so `error` can print "--flag VALUE: what is accepted"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but every error is one line on stderr (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace(": " + _VALUE, " ").removeprefix("argument ")
+        self.exit(2, f"helios-mock: error: {message}\n")
+
+
+def _flag(field: str) -> Any:
+    """argparse `type=` for a setting: the same parser as its HELIOS_MOCK_* variable."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_setting(field, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{_VALUE}{text}: {exc}") from None
+
+    parse.__name__ = field
+    return parse
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, then HELIOS_MOCK_* variables, then flags (SettingError names a bad variable)."""
+    settings = Settings().with_env(environ)
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in SERVE_FLAGS}
+    if overrides["api_keys"] is not None:  # --api-key a --api-key b,c -> ("a", "b", "c")
+        overrides["api_keys"] = tuple(key for keys in overrides["api_keys"] for key in keys)
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if settings.jwt_secret and len(settings.jwt_secret) < MIN_SECRET_CHARS:
+        raise SettingError(
+            f"--jwt-secret (HELIOS_MOCK_JWT_SECRET) must be at least {MIN_SECRET_CHARS} characters; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return settings
+
+
+def banner(settings: Settings, port: int) -> str:
+    """The start-up line: version, mode and every URL the server answers on."""
+    base = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{port}"
+    width, height = settings.native_size
+    return (
+        f"helios-mock {VERSION} serving {settings.mode} mode (speed {settings.speed:g}, {width}x{height}, "
+        f"media {settings.media}): API {base}  docs {base}/docs  metrics {base}/metrics"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mock_server.app import create_app
-    from mock_server.services.tokens import MIN_SECRET_CHARS
 
-    settings = Settings().with_env()
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "mode": args.mode,
-        "fps": args.fps,
-        "speed": args.speed,
-        "native_size": parse_resolution(args.resolution) if args.resolution else None,
-        "pending_delay": args.pending_delay,
-        "ping_timeout": args.ping_timeout,
-        "reconnect_grace": args.reconnect_grace,
-        "max_session_duration": args.max_session_duration,
-        "upload_wait": args.upload_wait,
-        "max_sessions_per_account": args.max_sessions_per_account,
-        "max_creations_per_minute": args.max_creations_per_minute,
-        "log_level": args.log_level,
-        "media": args.media,
-        "ice_addresses": tuple(a.strip() for a in args.ice_addresses.split(",") if a.strip())
-        if args.ice_addresses is not None
-        else None,
-        "api_keys": tuple(args.api_key) if args.api_key else None,
-        "admin_token": args.admin_token,
-        "jwt_secret": args.jwt_secret,
-    }
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    if settings.fps <= 0 or settings.speed <= 0:
-        print("helios-mock: --fps and --speed must be positive", file=sys.stderr)
-        return 2
-    if settings.jwt_secret and len(settings.jwt_secret) < MIN_SECRET_CHARS:
-        print(
-            f"helios-mock: --jwt-secret (HELIOS_MOCK_JWT_SECRET) must be at least {MIN_SECRET_CHARS} "
-            "characters; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if settings.log_level.lower() != "debug":  # aiortc/aioice are chatty below WARNING
-        for noisy in ("aiortc", "aioice"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = settings_from(args)
+    except SettingError as exc:
+        return _fail(str(exc))
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=settings.log_level.lower() == "debug",
+        log_config=log_config,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=3,
     )
+    try:
+        sock = config.bind_socket()
+    except (OSError, SystemExit) as exc:  # uvicorn exits on a bind error after logging it
+        return _fail(f"--host {settings.host} --port {settings.port}: cannot listen there ({exc})", status=1)
+    log.info("%s", banner(settings, sock.getsockname()[1]))
     # Many sessions make many long-lived objects; default GC thresholds then stall the event loop with full
     # collections (measured: 200 ms at 100 sessions). Freeze what startup made and collect less often.
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 50, 100)
     try:
-        uvicorn.Server(config).run()  # Ctrl-C: stop accepting, the lifespan closes every session
+        uvicorn.Server(config).run(sockets=[sock])  # Ctrl-C: stop accepting; the lifespan closes sessions
     except KeyboardInterrupt:
         pass
     return 0
 
 
+def _fail(message: str, status: int = 2) -> int:
+    print(f"helios-mock: error: {message}", file=sys.stderr)
+    return status
+
+
+# ---------------------------------------------------------------------- shipped files
+
+
+def shipped(package: str, checkout_dir: str) -> Traversable:
+    """A directory shipped as package data: the source checkout's own copy, else the installed package."""
+    local = CHECKOUT / checkout_dir
+    if (CHECKOUT / "pyproject.toml").is_file() and local.is_dir():
+        return local
+    return resources.files(package)
+
+
+def _copy_protos(out: Path) -> list[Path]:
+    """Copy the reactor_wire .proto files into `out` (unchanged files are left alone)."""
+    source = shipped("helios_mock_schemas", "schemas") / "reactor_wire" / "v1"
+    changed = []
+    for item in sorted(source.iterdir(), key=lambda t: t.name):
+        if not item.name.endswith(".proto"):
+            continue
+        target = out / "reactor_wire" / "v1" / item.name
+        text = item.read_text(encoding="utf-8")
+        if target.exists() and target.read_text(encoding="utf-8") == text:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        changed.append(target)
+    return changed
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from mock_server.schema_files import write_schema_files
 
-    changed = write_schema_files(args.out)
-    print(f"wrote {len(changed)} changed file(s) under {args.out}")
+    out = Path(args.out)
+    changed = write_schema_files(out) + _copy_protos(out)
+    print(f"wrote {len(changed)} changed file(s) under {out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="helios-mock", description="CPU-only mock of the Helios video model"
-    )
-    parser.add_argument("--version", action="version", version=f"helios-mock {VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _locustfile(args: argparse.Namespace) -> int:
+    print(shipped("helios_mock_load", "load") / "locustfile.py")
+    return 0
 
+
+def _bench(args: argparse.Namespace) -> int:
+    path = shipped("helios_mock_load", "load") / "bench.py"
+    sys.argv = [str(path), *args.bench_args]
+    with resources.as_file(path) as file:
+        runpy.run_path(str(file), run_name="__main__")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+
+
+SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field, metavar, help
+    ("--host", "host", None, "bind address (default 127.0.0.1; 0.0.0.0 inside a test namespace)"),
+    ("--port", "port", None, "port (default 8080; 0 = any free port)"),
+    ("--mode", "mode", "{both,local,production}", "coordinator routes to serve (default both: local and "
+     "production on one port)"),
+    ("--fps", "fps", None, "nominal frames per second (default 24)"),
+    ("--speed", "speed", None, "chunk clock speed factor; 20 = chunks 20x faster (default 1)"),
+    ("--resolution", "native_size", "WxH", "native frame size at sr_scale off (default 640x384; width ≥ 64, "
+     "height ≥ 32, multiples of 16); 2x/4x scale from it"),
+    ("--pending-delay", "pending_delay", None, "production: seconds a new session stays PENDING"),
+    ("--ping-timeout", "ping_timeout", None, "seconds without a client frame before disconnect"),
+    ("--reconnect-grace", "reconnect_grace", None, "seconds a session waits for a reconnect"),
+    ("--max-session-duration", "max_session_duration", None, "seconds before a session expires"),
+    ("--upload-wait", "upload_wait", None, "seconds a command waits for announced upload bytes"),
+    ("--max-sessions-per-account", "max_sessions_per_account", None, "production concurrency limit "
+     "(0 = none)"),
+    ("--max-creations-per-minute", "max_creations_per_minute", None, "production creation rate limit "
+     "(0 = none)"),
+    ("--ice-addresses", "ice_addresses", "ADDR[,ADDR…]", "local addresses to gather ICE host candidates on "
+     "(e.g. 127.0.0.1 for loopback-only runs; default: all non-loopback addresses)"),
+    ("--media", "media", "{shared,per-session}", "shared (default): encode each distinct chunk once for all "
+     "sessions; per-session: encode per connection"),
+    ("--log-level", "log_level", "{debug,info,warning,error}", "default info"),
+    ("--api-key", "api_keys", "KEY[,KEY…]", "API keys /tokens accepts (comma-separated, or repeat the flag); "
+     "default: any non-empty key"),
+    ("--jwt-secret", "jwt_secret", "SECRET", "HS256 key (≥ 32 characters) minted tokens are signed with; "
+     "instances sharing it accept each other's tokens (default: random per process)"),
+    ("--admin-token", "admin_token", "TOKEN", "token every /admin request and the live WebSocket must carry "
+     "(X-Helios-Admin-Token header); default: admin routes refuse browsers of other origins"),
+    ("--log-format", "log_format", "{text,json}", "text (default) or json: one object per line (time, level, "
+     "logger, message, session, connection)"),
+]  # fmt: skip
+
+
+def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the mock server (env overrides: HELIOS_MOCK_<SETTING>)")
-    serve.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 inside a test namespace)")
-    serve.add_argument("--port", type=int, help="port (default 8080)")
-    serve.add_argument(
-        "--mode",
-        choices=["both", "local", "production"],
-        help="coordinator routes to serve (default both: local and production on one port)",
-    )
-    serve.add_argument("--fps", type=float, help="nominal frames per second (default 24)")
-    serve.add_argument(
-        "--speed", type=float, help="chunk clock speed factor; 20 = chunks 20x faster (default 1)"
-    )
-    serve.add_argument(
-        "--resolution", help="native frame size at sr_scale off, WxH (default 640x384); 2x/4x scale from it"
-    )
-    serve.add_argument("--pending-delay", type=float, help="production: seconds a new session stays PENDING")
-    serve.add_argument("--ping-timeout", type=float, help="seconds without a client frame before disconnect")
-    serve.add_argument("--reconnect-grace", type=float, help="seconds a session waits for a reconnect")
-    serve.add_argument("--max-session-duration", type=float, help="seconds before a session expires")
-    serve.add_argument("--upload-wait", type=float, help="seconds a command waits for announced upload bytes")
-    serve.add_argument("--max-sessions-per-account", type=int, help="production concurrency limit (0 = none)")
-    serve.add_argument(
-        "--max-creations-per-minute", type=int, help="production creation rate limit (0 = none)"
-    )
-    serve.add_argument(
-        "--ice-addresses",
-        help="comma-separated local addresses to gather ICE host candidates "
-        "on (e.g. 127.0.0.1 for loopback-only runs; default: all "
-        "non-loopback addresses)",
-    )
-    serve.add_argument(
-        "--media",
-        choices=["shared", "per-session"],
-        help="shared (default): encode each distinct chunk once for all sessions; "
-        "per-session: encode per connection",
-    )
-    serve.add_argument(
-        "--api-key",
-        action="append",
-        metavar="KEY",
-        help="an API key /tokens accepts (repeatable; env HELIOS_MOCK_API_KEYS, comma-separated); "
-        "default: any non-empty key",
-    )
-    serve.add_argument(
-        "--jwt-secret",
-        help="HS256 key (≥ 32 characters) minted tokens are signed with; instances sharing it accept each "
-        "other's tokens (env HELIOS_MOCK_JWT_SECRET; default: random per process)",
-    )
-    serve.add_argument(
-        "--admin-token",
-        help="token every /admin request and the live WebSocket must carry (X-Helios-Admin-Token header; "
-        "env HELIOS_MOCK_ADMIN_TOKEN); default: admin routes refuse browsers of other origins",
-    )
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    for flag, field, metavar, help_text in SERVE_FLAGS:
+        repeatable = {"action": "append"} if field == "api_keys" else {}
+        serve.add_argument(flag, type=_flag(field), metavar=metavar, help=help_text, **repeatable)
     serve.set_defaults(func=_serve)
 
-    schemas = sub.add_parser("schemas", help="regenerate the JSON Schema / OpenAPI files under schemas/")
-    schemas.add_argument("--out", default="schemas", help="output directory (default ./schemas)")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="helios-mock", description="CPU-only mock of the Helios video model")
+    parser.add_argument("--version", action="version", version=f"helios-mock {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_serve(sub)
+    schemas = sub.add_parser(
+        "schemas", help="write the contract files (JSON Schema, OpenAPI, reactor_wire .proto) to a directory"
+    )
+    schemas.add_argument(
+        "--out", default="schemas", help="output directory (default ./schemas: regenerate a checkout's files)"
+    )
     schemas.set_defaults(func=_schemas)
+    locust = sub.add_parser("locustfile", help='print the installed locustfile\'s path: locust -f "$(…)"')
+    locust.set_defaults(func=_locustfile)
+    bench = sub.add_parser(
+        "bench", add_help=False, help="run the capacity benchmark (its options: helios-mock bench --help)"
+    )
+    bench.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":  # everything after `bench` belongs to the benchmark
+        args.bench_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

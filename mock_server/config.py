@@ -1,14 +1,48 @@
-"""Server settings: spec defaults, overridable by CLI flags or HELIOS_MOCK_* environment variables."""
+"""Server settings: spec defaults, overridable by CLI flags or HELIOS_MOCK_* environment variables.
+
+Every setting has one parser (`parse_setting`) shared by the flags and the environment, so a bad value is
+refused the same way from both, with a message that says what is accepted.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from mock_server.constants import NATIVE_SIZE
 
-VERSION = "0.1.0"
+DISTRIBUTION = "helios-mock"
+
+
+def _source_version() -> str:
+    """The version in pyproject.toml next to a source checkout that is not installed."""
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return _source_version()
+
+
+VERSION = _version()
 SERVER_VERSION = f"helios-mock/{VERSION}"
+
+
+class SettingError(ValueError):
+    """A setting's value was refused; the message names the flag or variable and what is accepted."""
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -17,10 +51,114 @@ def parse_resolution(text: str) -> tuple[int, int]:
         w_text, h_text = text.lower().split("x")
         width, height = int(w_text), int(h_text)
     except ValueError:
-        raise ValueError(f"resolution must look like 640x384, got {text!r}") from None
+        raise ValueError("WxH, e.g. 640x384") from None
     if width < 64 or height < 32 or width % 16 or height % 16:
-        raise ValueError(f"resolution {text!r}: width ≥ 64 and height ≥ 32, both multiples of 16")
+        raise ValueError("width ≥ 64 and height ≥ 32, both multiples of 16")
     return width, height
+
+
+def _number(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    bound = f"≥ {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"not a number (a number {bound})") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"a finite number {bound}")
+        if value < minimum or (not inclusive and value == minimum):
+            raise ValueError(f"a number {bound}")
+        return value
+
+    return parse
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    accepted = f"an integer {minimum}–{maximum}" if maximum is not None else f"an integer ≥ {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"not an integer ({accepted})") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(accepted)
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError("one of " + ", ".join(options))
+        return text.lower()
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("one of 1, true, yes, on, 0, false, no, off")
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise ValueError("a host name or IP address")
+    return text.strip()
+
+
+def parse_addresses(text: str) -> tuple[str, ...]:
+    """'127.0.0.1, ::1' -> ('127.0.0.1', '::1'); every item must be an IP address."""
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IP address (comma-separated IP addresses)") from None
+    return addresses
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "host": _host,
+    "port": _integer(0, 65535),
+    "mode": _choice("both", "local", "production"),
+    "fps": _number(0, inclusive=False),
+    "speed": _number(0, inclusive=False),
+    "native_size": parse_resolution,
+    "pending_delay": _number(0, inclusive=True),
+    "ping_timeout": _number(0, inclusive=False),
+    "reconnect_grace": _number(0, inclusive=True),
+    "max_session_duration": _number(0, inclusive=False),
+    "upload_wait": _number(0, inclusive=True),
+    "upload_url_ttl": _number(0, inclusive=False),
+    "token_ttl": _number(0, inclusive=False),
+    "max_sessions_per_account": _integer(0),
+    "max_creations_per_minute": _integer(0),
+    "media": _choice("shared", "per-session"),
+    "ice_addresses": parse_addresses,
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "log_format": _choice("text", "json"),
+    "jwt_secret": str,
+    "api_keys": lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
+    "accept_opaque_tokens": _boolean,
+    "admin_token": str,
+}
+ENV_NAMES = {"native_size": "RESOLUTION"}  # HELIOS_MOCK_RESOLUTION, like the flag
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: HELIOS_MOCK_SPEED, HELIOS_MOCK_RESOLUTION, ..."""
+    return "HELIOS_MOCK_" + ENV_NAMES.get(field_name, field_name.upper())
+
+
+def parse_setting(field_name: str, text: str) -> Any:
+    """Parse one setting's text; ValueError says what is accepted."""
+    return PARSERS[field_name](text)
 
 
 @dataclass(frozen=True)
@@ -51,27 +189,24 @@ class Settings:
     api_keys: tuple[str, ...] = ()  # API keys POST/GET /tokens accepts; empty = any non-empty key
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
+    log_format: str = "text"  # "text" | "json" (one object per line)
 
     @property
     def frame_interval(self) -> float:
         """Wall-clock seconds between two frames of the chunk clock."""
         return 1.0 / (self.fps * self.speed)
 
-    def with_env(self, environ: dict[str, str] | None = None) -> Settings:
-        """Apply HELIOS_MOCK_<FIELD> environment overrides (e.g. HELIOS_MOCK_SPEED=20)."""
+    def with_env(self, environ: Mapping[str, str] | None = None) -> Settings:
+        """Apply HELIOS_MOCK_<FIELD> overrides (e.g. HELIOS_MOCK_SPEED=20); SettingError names a bad one."""
         environ = os.environ if environ is None else environ
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for f in fields(self):
-            raw = environ.get(f"HELIOS_MOCK_{f.name.upper()}")
+            name = env_name(f.name)
+            raw = environ.get(name)
             if raw is None:
                 continue
-            current = getattr(self, f.name)
-            if f.name == "native_size":
-                changes[f.name] = parse_resolution(raw)
-            elif f.name in ("ice_addresses", "api_keys"):
-                changes[f.name] = tuple(a.strip() for a in raw.split(",") if a.strip())
-            elif isinstance(current, bool):
-                changes[f.name] = raw.lower() in ("1", "true", "yes")
-            else:
-                changes[f.name] = type(current)(raw)
+            try:
+                changes[f.name] = parse_setting(f.name, raw)
+            except ValueError as exc:
+                raise SettingError(f"{name}={raw}: {exc}") from None
         return replace(self, **changes)
