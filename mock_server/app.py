@@ -16,9 +16,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from mock_server.config import SERVER_VERSION, Settings
+from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ServiceError
-from mock_server.routes import admin, coordinator, local, transport, uploads
+from mock_server.metrics import Metrics
+from mock_server.model.commands import COMMANDS
+from mock_server.routes import admin, coordinator, docs, local, metrics, transport, uploads
 from mock_server.services.admin import note_http, session_for_path
 from mock_server.services.admin_guard import CORS_ALLOW_HEADERS, cors_applies
 from mock_server.services.registry import Registry
@@ -39,7 +41,7 @@ class ClientCorsMiddleware(CORSMiddleware):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = Registry(settings)
+    registry = Registry(settings, metrics=Metrics(version=VERSION, command_names=COMMANDS))
     if settings.ice_addresses:
         restrict_host_addresses(list(settings.ice_addresses))  # process-wide: aioice's host addresses
 
@@ -52,16 +54,21 @@ def create_app(settings: Settings) -> FastAPI:
             *settings.native_size,
             settings.mode,
         )
+        lag_watch = registry.metrics.start_loop_watch()
         yield
         await registry.shutdown()
+        await Metrics.stop_loop_watch(lag_watch)
 
     app = FastAPI(
         title="helios-mock",
         version=SERVER_VERSION,
         lifespan=lifespan,
         description="Reactor platform + Helios model mock: HTTP signalling API",
+        docs_url=None,  # /docs is served from routes/docs.py with local assets (works offline)
+        redoc_url=None,
     )
     app.state.registry = registry
+    app.state.metrics = registry.metrics
     app.add_middleware(
         ClientCorsMiddleware,
         allow_origins=["*"],
@@ -72,7 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.middleware("http")(_record_http)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    for family in (local, coordinator, transport, uploads, admin):
+    for family in (local, coordinator, transport, uploads, admin, metrics, docs):
         app.include_router(family.router)
     app.include_router(admin.socket_router)
     return app

@@ -25,5 +25,9 @@ def metrics_of(request: Request) -> Metrics:
 )
 async def get_metrics(request: Request) -> Response:
     """Sessions, connections, chunks, frames, bytes, commands, rejections, faults, encode time, loop lag."""
-    body, content_type = metrics_of(request).render()
+    metrics = metrics_of(request)
+    registry = getattr(request.app.state, "registry", None)
+    if registry is not None:
+        metrics.set_sessions(registry.state_counts())
+    body, content_type = metrics.render()
     return Response(content=body, media_type=content_type)

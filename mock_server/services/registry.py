@@ -17,6 +17,7 @@ from typing import Any
 from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ApiError, Conflict, NotFound
 from mock_server.media.encoded_chunks import EncodedChunkCache
+from mock_server.metrics import Metrics
 from mock_server.model.model_schema import build_model_schema
 from mock_server.services.access import (
     SessionBudgets,
@@ -40,8 +41,9 @@ MAX_REASON = 64  # characters of a client's stop reason that are kept
 class Registry:
     """Owns every session; the HTTP routes only talk to this."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.schema = build_model_schema(VERSION)
         self.local: Session | None = None
         self.sessions: dict[str, Session] = {}
@@ -212,6 +214,14 @@ class Registry:
             if presigned_id in session.uploads:
                 return session
         raise NotFound(f"unknown upload {presigned_id!r} (uploads are freed when their session ends)")
+
+    def state_counts(self) -> dict[str, int]:
+        """How many open sessions are in each state (the `state` of their descriptor), for /metrics."""
+        counts: dict[str, int] = {}
+        for session in list(self.sessions.values()):
+            state = self.descriptor(session)["state"]
+            counts[state] = counts.get(state, 0) + 1
+        return counts
 
     def all_sessions(self) -> list[Session]:
         return list(self.closed.values()) + list(self.sessions.values())
