@@ -51,6 +51,19 @@ class Settings:
     api_keys: tuple[str, ...] = ()  # API keys POST/GET /tokens accepts; empty = any non-empty key
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
+    # ---- HTTP and session limits (docs/LIMITS.md "HTTP and session limits")
+    max_request_bytes: int = 1_048_576  # body of any non-upload request
+    max_json_depth: int = 32  # nesting levels of a JSON request body
+    body_read_timeout: float = 30.0  # seconds one read of a request body may wait for bytes
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection is held (uvicorn)
+    max_header_bytes: int = 65_536  # bytes of an incomplete request head (uvicorn h11)
+    max_upload_bytes: int = 67_108_864  # declared size of one upload slot (64 MiB)
+    max_upload_slots: int = 32  # upload slots per session
+    max_connections_per_session: int = 16  # registered connections (offers, trickle targets) per session
+    max_candidates_per_connection: int = 256  # trickled candidates per connection, buffered or applied
+    max_record_bytes: int = 8_388_608  # JSON bytes of one session's record (entries + rejections)
+    max_record_entry_bytes: int = 16_384  # JSON bytes of one record entry's body before it is elided
+    keep_closed_sessions: int = 1000  # closed-session summaries kept for /admin/record and transcripts
 
     @property
     def frame_interval(self) -> float:

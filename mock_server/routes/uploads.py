@@ -33,5 +33,7 @@ async def create_upload(
 @router.put("/uploads/{presigned_id}")
 async def put_upload(presigned_id: str, request: Request, registry: RegistryDep) -> dict[str, Any]:
     session = registry.upload_owner(presigned_id)
-    await session.uploads.fill(presigned_id, request.body)
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else None
+    await session.uploads.fill(presigned_id, size, request.stream())
     return {}

@@ -10,20 +10,52 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ApiError, NotFound
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.model.model_schema import build_model_schema
+from mock_server.session.record import SessionRecord
 from mock_server.session.session import TRACKS, Session
 
 log = logging.getLogger("helios_mock.registry")
 
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
-KEEP_CLOSED = 1000
 MAX_REASON = 64  # characters of a client's stop reason that are kept
+
+
+@dataclass
+class ClosedSession:
+    """What is kept of an ended session: no peer, track, encoder or buffer, only the facts the descriptor,
+    /admin/record and the transcript routes need, and the record (bounded by bytes)."""
+
+    id: str
+    mode: str
+    account: str | None
+    close_reason: str | None
+    chunks_generated: int
+    connection_views: list[dict[str, Any]]
+    record: SessionRecord
+    closed: bool = True
+    local_state: str = "CLOSING"
+
+    @classmethod
+    def of(cls, session: Session) -> ClosedSession:
+        return cls(
+            id=session.id,
+            mode=session.mode,
+            account=session.account,
+            close_reason=session.close_reason,
+            chunks_generated=session.chunks_generated,
+            connection_views=[c.describe() for c in session.connections.values()],
+            record=session.record,
+        )
+
+
+AnySession = Session | ClosedSession
 
 
 class Registry:
@@ -34,7 +66,7 @@ class Registry:
         self.schema = build_model_schema(VERSION)
         self.local: Session | None = None
         self.sessions: dict[str, Session] = {}
-        self.closed: OrderedDict[str, Session] = OrderedDict()
+        self.closed: OrderedDict[str, ClosedSession] = OrderedDict()
         self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> {account, expires_at, max_sessions, created}
         self._creations: deque[float] = deque()
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -43,7 +75,7 @@ class Registry:
 
     # ------------------------------------------------------------------ descriptors
 
-    def descriptor(self, session: Session | None) -> dict[str, Any]:
+    def descriptor(self, session: AnySession | None) -> dict[str, Any]:
         """The session object both clients parse (PROTOCOL.md §1.4); production sessions may be pending."""
         base: dict[str, Any] = {
             "session_id": session.id if session else LOCAL_ID,
@@ -180,16 +212,16 @@ class Registry:
         session.record.add("http", "POST /sessions", body={"status": 201})
         return session
 
-    def production_session(self, session_id: str, authorization: str | None) -> Session:
+    def production_session(self, session_id: str, authorization: str | None) -> AnySession:
         self.account_for(authorization)
-        session = self.sessions.get(session_id) or self.closed.get(session_id)
+        session: AnySession | None = self.sessions.get(session_id) or self.closed.get(session_id)
         if session is None or session.mode != "production":
             raise ApiError(404, f"unknown session {session_id!r}")
         return session
 
     async def delete_session(self, session_id: str, authorization: str | None) -> None:
         session = self.production_session(session_id, authorization)
-        if session.closed:
+        if not isinstance(session, Session) or session.closed:
             raise ApiError(404, f"session {session_id!r} is already closed")
         await session.close("session deleted by the client")
 
@@ -202,7 +234,7 @@ class Registry:
                 raise ApiError(400, "No session running; POST /start_session first")
             return self.local
         session = self.production_session(session_id, authorization)
-        if session.closed:
+        if not isinstance(session, Session) or session.closed:
             raise ApiError(404, f"session {session_id!r} is closed")
         return session
 
@@ -213,7 +245,7 @@ class Registry:
                 return session
         raise NotFound(f"unknown upload {presigned_id!r} (uploads are freed when their session ends)")
 
-    def all_sessions(self) -> list[Session]:
+    def all_sessions(self) -> list[AnySession]:
         return list(self.closed.values()) + list(self.sessions.values())
 
     def _new_session(self, session_id: str, mode: str, account: str | None) -> Session:
@@ -235,8 +267,8 @@ class Registry:
         if self.local is session:
             self.local = None
         key = session.id if session.mode == "production" else f"local#{id(session)}"
-        self.closed[key] = session
-        while len(self.closed) > KEEP_CLOSED:
+        self.closed[key] = ClosedSession.of(session)  # the Session itself (peers, tracks, feed) goes
+        while len(self.closed) > self.settings.keep_closed_sessions:
             self.closed.popitem(last=False)
 
     async def reset(self) -> None:

@@ -56,6 +56,7 @@ class Connection:
         self.answer_sdp: str | None = None
         self.early_candidates: list[TrickledCandidate] = []
         self.early_final = False
+        self.candidates_taken = 0  # trickled candidates accepted, applied or buffered (bounded)
         self.answer_error: str | None = None
         self.last_inbound = time.monotonic()
         self.ever_ready = False
@@ -155,7 +156,19 @@ class Connection:
         channel = self.channels.get(label)
         if channel is None or channel.readyState != "open":
             return False
-        channel.send(frame)
+        try:
+            channel.send(frame)
+        except Exception as exc:  # too large for SCTP, or the channel closed under us: never fatal
+            kind = type(out).__name__
+            log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
+            self._record.add(
+                "event",
+                "send failed",
+                connection_id=self.id,
+                channel=label,
+                body={"message": kind, "bytes": len(frame), "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
         return True
 
     def set_video_paused(self, paused: bool) -> None:
@@ -169,6 +182,7 @@ class Connection:
             await self.peer.flush([c for c in self.channels.values() if c.readyState == "open"], timeout)
 
     async def close(self) -> None:
+        """Stop for good and let go of the peer, its track, channels and buffers (totals are kept)."""
         self.closed = True
         if self._worker is not None:
             self._worker.cancel()
@@ -176,3 +190,10 @@ class Connection:
             self.video.stop()
         if self.peer is not None:
             await self.peer.close()
+        if self.video is not None:
+            self._frames_before[0] += self.video.frames_sent
+            self._frames_before[1] += self.video.frames_skipped
+        self.peer, self.video, self._worker = None, None, None
+        self.channels = {}
+        self.early_candidates = []
+        self._inbox = asyncio.Queue()
