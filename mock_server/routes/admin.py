@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from mock_server.routes.deps import RegistryDep, SocketRegistryDep
+from mock_server.routes.errors import errors
 from mock_server.services import admin
 
 router = APIRouter(tags=["admin"])
@@ -18,7 +19,7 @@ async def admin_record(registry: RegistryDep) -> dict[str, Any]:
     return admin.record(registry)
 
 
-@router.get("/admin/sessions/{session_id}/transcript")
+@router.get("/admin/sessions/{session_id}/transcript", responses=errors(404))
 async def admin_transcript(session_id: str, registry: RegistryDep) -> dict[str, Any]:
     return admin.transcript(registry, session_id)
 

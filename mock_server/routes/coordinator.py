@@ -8,18 +8,19 @@ from fastapi import APIRouter, Header, Request
 
 from mock_server.routes.bodies import json_body
 from mock_server.routes.deps import PRODUCTION_ONLY, RegistryDep
+from mock_server.routes.errors import errors
 
 router = APIRouter(tags=["production"], dependencies=[PRODUCTION_ONLY])
 
 
-@router.post("/tokens")
+@router.post("/tokens", responses=errors(400, 401, 403, 404, 408, 413, 422))
 async def tokens(
     request: Request, registry: RegistryDep, reactor_api_key: str | None = Header(default=None)
 ) -> dict[str, Any]:
     return registry.mint_token(reactor_api_key, await json_body(request))
 
 
-@router.post("/sessions", status_code=201)
+@router.post("/sessions", status_code=201, responses=errors(400, 401, 403, 404, 408, 413, 422, 429))
 async def create_session(
     request: Request, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -27,14 +28,14 @@ async def create_session(
     return registry.descriptor(session)
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", responses=errors(401, 404))
 async def get_production_session(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
     return registry.descriptor(registry.production_session(session_id, authorization))
 
 
-@router.delete("/sessions/{session_id}")
+@router.delete("/sessions/{session_id}", responses=errors(401, 404))
 async def delete_session(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 log = logging.getLogger("helios_mock.http")
 
+HTTP_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 CLIENT_GONE = 499  # nginx's "client closed request": recorded, never seen by the client
 
 
@@ -43,13 +44,18 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app serves on this request's path."""
+    """Every method some route of the app serves on this request's path (from the OpenAPI paths)."""
+    table = getattr(request.app.state, "method_table", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], {m.upper() for m in ops if m.upper() in HTTP_METHODS})
+            for path, ops in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.method_table = table
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        route_methods = getattr(route, "methods", None)
-        if match != Match.NONE and route_methods:
-            methods.update(route_methods)
+    for pattern, path_methods in table:
+        if pattern.match(request.url.path):
+            methods |= path_methods
     return sorted(methods)
 
 

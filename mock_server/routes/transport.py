@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mock_server.routes.bodies import IceCandidates, SdpOffer, json_body
 from mock_server.routes.deps import RegistryDep
+from mock_server.routes.errors import errors
 from mock_server.session.signalling import LEGACY_CONNECTION_ID, AnswerPoll
 
 BASE = "/sessions/{session_id}/transport/webrtc"
@@ -24,7 +25,7 @@ def _answer(poll: AnswerPoll) -> Response:
     return JSONResponse(poll.body, status_code=poll.status)
 
 
-@router.get("/ice_servers")
+@router.get("/ice_servers", responses=errors(400, 401, 404))
 async def ice_servers(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -32,8 +33,8 @@ async def ice_servers(
     return {"ice_servers": []}
 
 
-@router.post("/sdp_params", status_code=202)
-@router.put("/sdp_params", status_code=202)
+@router.post("/sdp_params", status_code=202, responses=errors(400, 401, 404, 408, 409, 413, 422))
+@router.put("/sdp_params", status_code=202, responses=errors(400, 401, 404, 408, 409, 413, 422))
 async def legacy_offer(
     session_id: str, offer: SdpOffer, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -42,7 +43,7 @@ async def legacy_offer(
     return {"connection_id": LEGACY_CONNECTION_ID}
 
 
-@router.get("/sdp_params")
+@router.get("/sdp_params", responses=errors(400, 401, 404))
 async def legacy_answer(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> Response:
@@ -50,7 +51,7 @@ async def legacy_answer(
     return _answer(session.signalling.answer(None, legacy=True))
 
 
-@router.post("/connections", status_code=201)
+@router.post("/connections", status_code=201, responses=errors(400, 401, 404, 408, 409, 413, 422))
 async def register(
     session_id: str, request: Request, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -59,7 +60,11 @@ async def register(
     return {"connection_id": session.signalling.register().id}
 
 
-@router.post("/connections/{connection_id}/ice_candidates", status_code=202)
+@router.post(
+    "/connections/{connection_id}/ice_candidates",
+    status_code=202,
+    responses=errors(400, 401, 404, 408, 409, 413, 422),
+)
 async def trickle(
     session_id: str,
     connection_id: int,
@@ -73,8 +78,16 @@ async def trickle(
     return {}
 
 
-@router.post("/connections/{connection_id}/sdp_params", status_code=202)
-@router.put("/connections/{connection_id}/sdp_params", status_code=202)
+@router.post(
+    "/connections/{connection_id}/sdp_params",
+    status_code=202,
+    responses=errors(400, 401, 404, 408, 409, 413, 422),
+)
+@router.put(
+    "/connections/{connection_id}/sdp_params",
+    status_code=202,
+    responses=errors(400, 401, 404, 408, 409, 413, 422),
+)
 async def connection_offer(
     session_id: str,
     connection_id: int,
@@ -88,7 +101,7 @@ async def connection_offer(
     return {"connection_id": connection_id}
 
 
-@router.get("/connections/{connection_id}/sdp_params")
+@router.get("/connections/{connection_id}/sdp_params", responses=errors(400, 401, 404))
 async def connection_answer(
     session_id: str,
     connection_id: int,

@@ -58,6 +58,8 @@ def session_for_path(registry: Registry, path: str) -> AnySession | None:
     if path in LOCAL_PATHS:
         return registry.local
     parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "uploads":
+        return next((s for s in registry.sessions.values() if parts[1] in s.uploads), None)
     if len(parts) >= 2 and parts[0] == "sessions":
         if parts[1] == LOCAL_ID:
             return registry.local

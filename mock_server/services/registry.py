@@ -6,6 +6,7 @@ Errors are raised as `mock_server.errors` classes; the HTTP layer turns them int
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ log = logging.getLogger("helios_mock.registry")
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
 MAX_REASON = 64  # characters of a client's stop reason that are kept
+COLLECT_DELAY = 2.0  # seconds after a session closes before the full collection that frees its cycles
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Registry:
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
         self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
+        self._collect_pending = False
 
     # ------------------------------------------------------------------ descriptors
 
@@ -270,6 +273,20 @@ class Registry:
         self.closed[key] = ClosedSession.of(session)  # the Session itself (peers, tracks, feed) goes
         while len(self.closed) > self.settings.keep_closed_sessions:
             self.closed.popitem(last=False)
+        self._collect_soon()
+
+    def _collect_soon(self) -> None:
+        """One full collection a little after sessions close (batched): frees their reference cycles."""
+        if self._collect_pending:
+            return
+        self._collect_pending = True
+        asyncio.get_running_loop().call_later(COLLECT_DELAY, self._collect)
+
+    def _collect(self) -> None:
+        self._collect_pending = False
+        started = time.perf_counter()
+        freed = gc.collect()
+        log.debug("collected %d objects in %.1f ms", freed, 1000 * (time.perf_counter() - started))
 
     async def reset(self) -> None:
         """Close every session and forget all records (the test fixture's reset)."""
