@@ -266,6 +266,11 @@ async def test_a_failing_channel_send_is_recorded_and_the_clock_goes_on() -> Non
             await client.connect(timeout=BOUND)
             session = registry.local
             assert session is not None
+            client.send_command("set_prompt", {"prompt": "a calm lake"})
+            client.send_command("start")
+            async with asyncio.timeout(BOUND):
+                while session.chunks_generated < 1:
+                    await asyncio.sleep(0.05)
             conn = next(iter(session.connections.values()))
 
             def refuse(_: object) -> None:
