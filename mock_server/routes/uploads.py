@@ -38,5 +38,5 @@ async def put_upload(presigned_id: str, request: Request, registry: RegistryDep)
     session = registry.upload_owner(presigned_id)
     declared = request.headers.get("content-length")
     size = int(declared) if declared and declared.isdigit() else None
-    await session.uploads.fill(presigned_id, size, request.stream())
+    await session.uploads.fill(presigned_id, request.stream(), size)
     return {}

@@ -69,7 +69,9 @@ class UploadStore:
         self._slots[upload.presigned_id] = upload
         return upload
 
-    async def fill(self, presigned_id: str, declared: int | None, chunks: AsyncIterator[bytes]) -> Upload:
+    async def fill(
+        self, presigned_id: str, chunks: AsyncIterator[bytes], declared: int | None = None
+    ) -> Upload:
         """The presigned PUT: check the URL is fresh and unused, stream the bytes, check their count.
 
         A body longer than the slot's size is refused (413) as soon as it is seen: by its Content-Length
