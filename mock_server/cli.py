@@ -35,6 +35,14 @@ def _serve(args: argparse.Namespace) -> int:
         "max_creations_per_minute": args.max_creations_per_minute,
         "log_level": args.log_level,
         "media": args.media,
+        "max_request_bytes": args.max_request_bytes,
+        "body_read_timeout": args.body_read_timeout,
+        "keep_alive_timeout": args.keep_alive_timeout,
+        "max_upload_bytes": args.max_upload_bytes,
+        "max_upload_slots": args.max_upload_slots,
+        "max_connections_per_session": args.max_connections_per_session,
+        "max_candidates_per_connection": args.max_candidates_per_connection,
+        "max_record_bytes": args.max_record_bytes,
         "ice_addresses": tuple(a.strip() for a in args.ice_addresses.split(",") if a.strip())
         if args.ice_addresses is not None
         else None,
@@ -58,6 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=settings.log_level.lower() == "debug",
         timeout_graceful_shutdown=3,
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     # Many sessions make many long-lived objects; default GC thresholds then stall the event loop with
     # frequent full collections. Freeze what startup made (never garbage) and collect the young generation
@@ -124,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared (default): encode each distinct chunk once for all sessions; "
         "per-session: encode per connection",
     )
+    _limit_flags(serve)
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     serve.set_defaults(func=_serve)
 
@@ -131,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", default="schemas", help="output directory (default ./schemas)")
     schemas.set_defaults(func=_schemas)
     return parser
+
+
+def _limit_flags(serve: argparse.ArgumentParser) -> None:
+    """The HTTP and session limits (docs/LIMITS.md); each also reads HELIOS_MOCK_<NAME>."""
+    limits = serve.add_argument_group("limits")
+    limits.add_argument("--max-request-bytes", type=int, help="bytes of a non-upload request body (1 MiB)")
+    limits.add_argument("--body-read-timeout", type=float, help="seconds one body read may wait (30)")
+    limits.add_argument("--keep-alive-timeout", type=float, help="seconds an idle connection is kept (5)")
+    limits.add_argument("--max-upload-bytes", type=int, help="declared size of one upload (64 MiB)")
+    limits.add_argument("--max-upload-slots", type=int, help="upload slots per session (32)")
+    limits.add_argument(
+        "--max-connections-per-session", type=int, help="registered connections/offers per session (16)"
+    )
+    limits.add_argument(
+        "--max-candidates-per-connection", type=int, help="trickled ICE candidates per connection (256)"
+    )
+    limits.add_argument("--max-record-bytes", type=int, help="JSON bytes of one session's record (8 MiB)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -39,13 +39,20 @@ async def _mock(**limits: Any) -> AsyncIterator[tuple[str, Registry]]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
-        async with asyncio.timeout(BOUND):
-            while not server.started:
-                await asyncio.sleep(0.02)
+        await _until(lambda: server.started, BOUND)
         yield f"http://127.0.0.1:{port}", app.state.registry
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, BOUND)
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll `condition` until it holds (TimeoutError after `timeout` s)."""
+    async with asyncio.timeout(timeout):
+        for _ in iter(int, 1):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
 
 
 def _detail(resp: httpx.Response) -> str:
@@ -132,7 +139,9 @@ async def test_upload_longer_than_its_slot_is_refused_before_the_body_is_read() 
         assert b" 413 " in status_line, status_line
         writer.close()
         session = registry.local
-        assert session is not None and session.uploads.get(pid).data is None  # state unchanged
+        assert session is not None
+        upload = session.uploads.get(pid)
+        assert upload is not None and upload.data is None  # state unchanged
         assert (await http.put(f"/uploads/{pid}", content=b"y" * 1000)).status_code == 200
         assert (await _statuses(http, f"/uploads/{pid}")).count(413) == 2
 
@@ -268,20 +277,16 @@ async def test_a_failing_channel_send_is_recorded_and_the_clock_goes_on() -> Non
             assert session is not None
             client.send_command("set_prompt", {"prompt": "a calm lake"})
             client.send_command("start")
-            async with asyncio.timeout(BOUND):
-                while session.chunks_generated < 1:
-                    await asyncio.sleep(0.05)
+            await _until(lambda: session.chunks_generated >= 1, BOUND)
             conn = next(iter(session.connections.values()))
 
             def refuse(_: object) -> None:
                 raise ValueError("Data channel message too large for SCTP")
 
             for channel in conn.channels.values():
-                channel.send = refuse  # type: ignore[method-assign]
+                channel.send = refuse  # type: ignore[method-assign,assignment]
             before = session.chunks_generated
-            async with asyncio.timeout(BOUND * 2):
-                while session.chunks_generated < before + 2:
-                    await asyncio.sleep(0.05)
+            await _until(lambda: session.chunks_generated >= before + 2, BOUND * 2)
             assert not session.closed
             failed = [e for e in session.record.entries if e.kind == "send failed"]
             assert failed and "too large" in failed[0].body["error"]
