@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -314,3 +315,26 @@ def test_openapi_documents_the_error_statuses_with_the_detail_schema() -> None:
     assert ops["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorDetail")
     put = doc["paths"]["/uploads/{presigned_id}"]["put"]["responses"]
     assert {"403", "404", "409", "413"} <= set(put)
+
+
+# ---------------------------------------------------------------- clients that go away
+
+
+@pytest.mark.parametrize("upload", [False, True])
+async def test_a_client_leaving_mid_body_is_one_quiet_log_line(
+    upload: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _mock() as (url, _), httpx.AsyncClient(base_url=url, timeout=BOUND) as http:
+        monkeypatch.setattr(logging.getLogger("uvicorn"), "propagate", True)  # its tracebacks reach caplog
+        await http.post("/start_session", json={})
+        path = f"/uploads/{await _slot(http, 1000)}" if upload else "/start_session"
+        method = "PUT" if upload else "POST"
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode()
+        _, writer = await _raw_put(url, head + b"x" * 10)
+        writer.close()
+        await writer.wait_closed()
+        await _until(lambda: any("closed the connection" in r.getMessage() for r in caplog.records), BOUND)
+        assert not [r for r in caplog.records if r.exc_info or r.levelname in ("ERROR", "CRITICAL")]
+        assert (await http.get("/health")).status_code == 200
