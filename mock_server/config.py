@@ -64,6 +64,7 @@ class Settings:
     max_record_bytes: int = 8_388_608  # JSON bytes of one session's record (entries + rejections)
     max_record_entry_bytes: int = 16_384  # JSON bytes of one record entry's body before it is elided
     keep_closed_sessions: int = 1000  # closed-session summaries kept for /admin/record and transcripts
+    max_closed_record_bytes: int = 268_435_456  # JSON bytes of all closed sessions' records together
 
     @property
     def frame_interval(self) -> float:

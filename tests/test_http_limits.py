@@ -266,6 +266,20 @@ async def test_closed_sessions_release_peers_and_are_collected() -> None:
         assert any(e["kind"] == "session_ended" for e in view["entries"])
 
 
+async def test_closed_summaries_are_bounded_by_count_and_bytes() -> None:
+    async with _mock(keep_closed_sessions=2) as (url, registry), httpx.AsyncClient(base_url=url) as http:
+        for reason in ("one", "two", "three"):
+            await http.post("/start_session", json={})
+            await http.post("/stop_session", json={"reason": reason})
+        reasons = [s["close_reason"] for s in (await http.get("/admin/record")).json()["sessions"]]
+        assert reasons == ["two", "three"]
+        registry.settings = Settings(max_closed_record_bytes=1)  # any record is over: only the newest stays
+        await http.post("/start_session", json={})
+        await http.post("/stop_session", json={"reason": "four"})
+        reasons = [s["close_reason"] for s in (await http.get("/admin/record")).json()["sessions"]]
+        assert reasons == ["four"]
+
+
 # ---------------------------------------------------------------- sends
 
 

@@ -271,8 +271,12 @@ class Registry:
             self.local = None
         key = session.id if session.mode == "production" else f"local#{id(session)}"
         self.closed[key] = ClosedSession.of(session)  # the Session itself (peers, tracks, feed) goes
-        while len(self.closed) > self.settings.keep_closed_sessions:
-            self.closed.popitem(last=False)
+        budget = self.settings.max_closed_record_bytes
+        kept = sum(c.record.size for c in self.closed.values())
+        while len(self.closed) > self.settings.keep_closed_sessions or (
+            kept > budget and len(self.closed) > 1
+        ):
+            kept -= self.closed.popitem(last=False)[1].record.size
         self._collect_soon()
 
     def _collect_soon(self) -> None:

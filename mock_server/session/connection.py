@@ -56,7 +56,7 @@ class Connection:
         self.answer_sdp: str | None = None
         self.early_candidates: list[TrickledCandidate] = []
         self.early_final = False
-        self.candidates_taken = 0  # trickled candidates accepted, applied or buffered (bounded)
+        self.candidates_taken = 0  # trickled candidates taken for the current offer, applied or buffered
         self.answer_error: str | None = None
         self.last_inbound = time.monotonic()
         self.ever_ready = False
@@ -101,6 +101,7 @@ class Connection:
             self.video = RawVideoTrack(self._feed, paused=self.video_paused)
         self.channels = {}
         self.greeted = False
+        self.candidates_taken = len(self.early_candidates)  # the limit counts per offer
         return self.peer
 
     def _peer_state(self, state: str) -> None:
@@ -146,30 +147,36 @@ class Connection:
     # ------------------------------------------------------------------ output
 
     def send(self, out: Outbound) -> bool:
-        """Encode with this connection's codec and send; False when withheld or no channel is open."""
+        """Encode with this connection's codec and send; False when withheld, no channel is open, or the
+        send failed (logged and recorded: a message over the SCTP limit or a channel closing never
+        propagates to the caller, so no task dies of it)."""
         if self.closed:
             return False
-        encoded = self.codec.encode(out)
-        if encoded is None:
-            return False
-        label, frame = encoded
-        channel = self.channels.get(label)
-        if channel is None or channel.readyState != "open":
-            return False
+        label = "?"
         try:
+            encoded = self.codec.encode(out)
+            if encoded is None:
+                return False
+            label, frame = encoded
+            channel = self.channels.get(label)
+            if channel is None or channel.readyState != "open":
+                return False
             channel.send(frame)
-        except Exception as exc:  # too large for SCTP, or the channel closed under us: never fatal
-            kind = type(out).__name__
-            log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
-            self._record.add(
-                "event",
-                "send failed",
-                connection_id=self.id,
-                channel=label,
-                body={"message": kind, "bytes": len(frame), "error": f"{type(exc).__name__}: {exc}"},
-            )
+        except Exception as exc:
+            self._send_failed(out, label, exc)
             return False
         return True
+
+    def _send_failed(self, out: Outbound, label: str, exc: Exception) -> None:
+        kind = type(out).__name__
+        log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
+        self._record.add(
+            "event",
+            "send failed",
+            connection_id=self.id,
+            channel=label,
+            body={"message": kind, "error": f"{type(exc).__name__}: {exc}"},
+        )
 
     def set_video_paused(self, paused: bool) -> None:
         self.video_paused = paused
