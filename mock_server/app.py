@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
@@ -21,6 +23,8 @@ from mock_server.errors import ServiceError
 from mock_server.metrics import Metrics
 from mock_server.model.commands import COMMANDS
 from mock_server.routes import admin, coordinator, docs, local, metrics, transport, uploads
+from mock_server.routes.body_guard import BodyGuard
+from mock_server.routes.errors import client_gone, http_error
 from mock_server.services.admin import note_http, session_for_path
 from mock_server.services.admin_guard import CORS_ALLOW_HEADERS, cors_applies
 from mock_server.services.registry import Registry
@@ -76,8 +80,11 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=list(CORS_ALLOW_HEADERS),
         expose_headers=["Retry-After"],
     )
+    app.add_middleware(BodyGuard, settings=settings)  # inside the record middleware: refusals are recorded
     app.middleware("http")(_record_http)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     for family in (local, coordinator, transport, uploads, admin, metrics, docs):
         app.include_router(family.router)

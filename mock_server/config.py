@@ -143,6 +143,19 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "ice_addresses": parse_addresses,
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("text", "json"),
+    "max_request_bytes": _integer(1),
+    "max_json_depth": _integer(1, 1000),
+    "body_read_timeout": _number(0, inclusive=False),
+    "keep_alive_timeout": _number(0, inclusive=False),
+    "max_header_bytes": _integer(1024),
+    "max_upload_bytes": _integer(1),
+    "max_upload_slots": _integer(1),
+    "max_connections_per_session": _integer(1),
+    "max_candidates_per_connection": _integer(1),
+    "max_record_bytes": _integer(1024),
+    "max_record_entry_bytes": _integer(256),
+    "keep_closed_sessions": _integer(0),
+    "max_closed_record_bytes": _integer(0),
     "jwt_secret": str,
     "api_keys": lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
     "accept_opaque_tokens": _boolean,
@@ -190,6 +203,20 @@ class Settings:
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
     log_format: str = "text"  # "text" | "json" (one object per line)
+    # ---- HTTP and session limits (docs/LIMITS.md "HTTP and session limits")
+    max_request_bytes: int = 1_048_576  # body of any non-upload request
+    max_json_depth: int = 32  # nesting levels of a JSON request body
+    body_read_timeout: float = 30.0  # seconds one read of a request body may wait for bytes
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection is held (uvicorn)
+    max_header_bytes: int = 65_536  # bytes of an incomplete request head (uvicorn h11)
+    max_upload_bytes: int = 67_108_864  # declared size of one upload slot (64 MiB)
+    max_upload_slots: int = 32  # upload slots per session
+    max_connections_per_session: int = 16  # registered connections (offers, trickle targets) per session
+    max_candidates_per_connection: int = 256  # trickled candidates per connection, buffered or applied
+    max_record_bytes: int = 8_388_608  # JSON bytes of one session's record (entries + rejections)
+    max_record_entry_bytes: int = 16_384  # JSON bytes of one record entry's body before it is elided
+    keep_closed_sessions: int = 1000  # closed-session summaries kept for /admin/record and transcripts
+    max_closed_record_bytes: int = 268_435_456  # JSON bytes of all closed sessions' records together
 
     @property
     def frame_interval(self) -> float:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from mock_server.errors import ServiceError
 from mock_server.routes.deps import ADMIN_ONLY, RegistryDep, SocketRegistryDep, admin_socket_allowed
+from mock_server.routes.errors import errors
 from mock_server.services import admin
 from mock_server.services.admin_guard import WS_POLICY_VIOLATION
 
@@ -24,7 +25,7 @@ async def admin_record(registry: RegistryDep) -> dict[str, Any]:
     return admin.record(registry)
 
 
-@router.get("/admin/sessions/{session_id}/transcript")
+@router.get("/admin/sessions/{session_id}/transcript", responses=errors(404))
 async def admin_transcript(session_id: str, registry: RegistryDep) -> dict[str, Any]:
     return admin.transcript(registry, session_id)
 

@@ -57,6 +57,8 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError:
         raise Unprocessable("request body is not valid JSON") from None
+    except RecursionError:  # the body guard refuses deep bodies first; this is the last line
+        raise Unprocessable("the JSON body nests too deeply (limit max_json_depth)") from None
     if body is None:
         return {}
     if not isinstance(body, dict):

@@ -9,22 +9,23 @@ from fastapi.responses import JSONResponse, Response
 
 from mock_server.routes.bodies import json_body
 from mock_server.routes.deps import LOCAL_ONLY, RegistryDep
+from mock_server.routes.errors import errors
 
 router = APIRouter(tags=["local"])
 
 
-@router.post("/start_session", dependencies=[LOCAL_ONLY])
+@router.post("/start_session", dependencies=[LOCAL_ONLY], responses=errors(400, 404, 408, 413, 422))
 async def start_session(request: Request, registry: RegistryDep) -> dict[str, Any]:
     session = await registry.start_local(await json_body(request))
     return registry.descriptor(session)
 
 
-@router.get("/session", dependencies=[LOCAL_ONLY])
+@router.get("/session", dependencies=[LOCAL_ONLY], responses=errors(404))
 async def get_session(registry: RegistryDep) -> dict[str, Any]:
     return registry.descriptor(registry.local)
 
 
-@router.post("/stop_session", dependencies=[LOCAL_ONLY])
+@router.post("/stop_session", dependencies=[LOCAL_ONLY], responses=errors(400, 404, 408, 409, 413, 422))
 async def stop_session(request: Request, registry: RegistryDep) -> Response:
     body = await json_body(request)
     await registry.stop_local(body.get("reason"))

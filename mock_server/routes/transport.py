@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mock_server.routes.bodies import IceCandidates, SdpOffer, json_body
 from mock_server.routes.deps import RegistryDep
+from mock_server.routes.errors import errors
 from mock_server.session.signalling import LEGACY_CONNECTION_ID, AnswerPoll
 
 BASE = "/sessions/{session_id}/transport/webrtc"
@@ -27,7 +28,7 @@ def _answer(poll: AnswerPoll) -> Response:
     return JSONResponse(poll.body, status_code=poll.status)
 
 
-@router.get("/ice_servers")
+@router.get("/ice_servers", responses=errors(400, 401, 403, 404))
 async def ice_servers(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -35,8 +36,8 @@ async def ice_servers(
     return {"ice_servers": []}
 
 
-@router.post("/sdp_params", status_code=202)
-@router.put("/sdp_params", status_code=202)
+@router.post("/sdp_params", status_code=202, responses=errors(400, 401, 403, 404, 408, 409, 413, 422))
+@router.put("/sdp_params", status_code=202, responses=errors(400, 401, 403, 404, 408, 409, 413, 422))
 async def legacy_offer(
     session_id: str, offer: SdpOffer, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -45,7 +46,7 @@ async def legacy_offer(
     return {"connection_id": LEGACY_CONNECTION_ID}
 
 
-@router.get("/sdp_params")
+@router.get("/sdp_params", responses=errors(400, 401, 403, 404))
 async def legacy_answer(
     session_id: str, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> Response:
@@ -53,7 +54,7 @@ async def legacy_answer(
     return _answer(session.signalling.answer(None, legacy=True))
 
 
-@router.post("/connections", status_code=201)
+@router.post("/connections", status_code=201, responses=errors(400, 401, 403, 404, 408, 409, 413, 422))
 async def register(
     session_id: str, request: Request, registry: RegistryDep, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
@@ -62,7 +63,12 @@ async def register(
     return {"connection_id": session.signalling.register().id}
 
 
-@router.post("/connections/{connection_id}/ice_candidates", status_code=202, response_class=Response)
+@router.post(
+    "/connections/{connection_id}/ice_candidates",
+    status_code=202,
+    response_class=Response,
+    responses=errors(400, 401, 403, 404, 408, 409, 413, 422),
+)
 async def trickle(
     session_id: str,
     connection_id: int,
@@ -77,8 +83,16 @@ async def trickle(
     return Response(status_code=202)
 
 
-@router.post("/connections/{connection_id}/sdp_params", status_code=202)
-@router.put("/connections/{connection_id}/sdp_params", status_code=202)
+@router.post(
+    "/connections/{connection_id}/sdp_params",
+    status_code=202,
+    responses=errors(400, 401, 403, 404, 408, 409, 413, 422),
+)
+@router.put(
+    "/connections/{connection_id}/sdp_params",
+    status_code=202,
+    responses=errors(400, 401, 403, 404, 408, 409, 413, 422),
+)
 async def connection_offer(
     session_id: str,
     connection_id: int,
@@ -92,7 +106,7 @@ async def connection_offer(
     return {"connection_id": connection_id}
 
 
-@router.get("/connections/{connection_id}/sdp_params")
+@router.get("/connections/{connection_id}/sdp_params", responses=errors(400, 401, 403, 404))
 async def connection_answer(
     session_id: str,
     connection_id: int,

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Header, Request
 
 from mock_server.routes.bodies import UploadRequest
 from mock_server.routes.deps import RegistryDep
+from mock_server.routes.errors import errors
 
 router = APIRouter(tags=["uploads"])
 
 
-@router.post("/sessions/{session_id}/uploads", status_code=201)
+@router.post(
+    "/sessions/{session_id}/uploads", status_code=201, responses=errors(400, 401, 403, 404, 408, 409, 413, 422)
+)
 async def create_upload(
     session_id: str,
     body: UploadRequest,
@@ -30,8 +33,10 @@ async def create_upload(
     }
 
 
-@router.put("/uploads/{presigned_id}")
+@router.put("/uploads/{presigned_id}", responses=errors(400, 403, 404, 408, 409, 413))
 async def put_upload(presigned_id: str, request: Request, registry: RegistryDep) -> dict[str, Any]:
     session = registry.upload_owner(presigned_id)
-    await session.uploads.fill(presigned_id, request.body)
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else None
+    await session.uploads.fill(presigned_id, request.stream(), size)
     return {}

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from mock_server.errors import NotFound
-from mock_server.services.registry import LOCAL_ID, Registry
+from mock_server.services.registry import LOCAL_ID, AnySession, Registry
 from mock_server.session.record import Entry
 from mock_server.session.session import Session
 
@@ -53,11 +53,13 @@ async def follow(session: Session) -> AsyncGenerator[dict[str, Any], None]:
         session.record.unsubscribe(queue)
 
 
-def session_for_path(registry: Registry, path: str) -> Session | None:
+def session_for_path(registry: Registry, path: str) -> AnySession | None:
     """The session an HTTP request path is about, if any."""
     if path in LOCAL_PATHS:
         return registry.local
     parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "uploads":
+        return next((s for s in registry.sessions.values() if parts[1] in s.uploads), None)
     if len(parts) >= 2 and parts[0] == "sessions":
         if parts[1] == LOCAL_ID:
             return registry.local
@@ -65,7 +67,7 @@ def session_for_path(registry: Registry, path: str) -> Session | None:
     return None
 
 
-def note_http(registry: Registry, session: Session | None, method: str, path: str, status: int) -> None:
+def note_http(registry: Registry, session: AnySession | None, method: str, path: str, status: int) -> None:
     """Record one answered request: in its session's record, else (admin requests aside) as unbound."""
     if session is not None:
         session.record.add("http", f"{method} {path}", body={"status": status})
@@ -75,17 +77,22 @@ def note_http(registry: Registry, session: Session | None, method: str, path: st
         )
 
 
-def session_view(session: Session) -> dict[str, Any]:
-    """What /admin/record shows of one session."""
+def session_view(session: AnySession) -> dict[str, Any]:
+    """What /admin/record shows of one session (running, or the summary kept of a closed one)."""
     entries = list(session.record.entries)
+    if isinstance(session, Session):
+        connections = [c.describe() for c in session.connections.values()]
+    else:
+        connections = session.connection_views
     return {
         "session_id": session.id,
         "mode": session.mode,
         "closed": session.closed,
         "close_reason": session.close_reason,
         "chunks_generated": session.chunks_generated,
-        "connections": [c.describe() for c in session.connections.values()],
+        "connections": connections,
         "rejections": [r.to_json() for r in session.record.rejections],
+        "record_truncated": session.record.truncation(),
         "http": [_http_view(e) for e in entries if e.direction == "http"],
         "commands": [_command_view(e) for e in entries if e.kind == "CommandIn" and isinstance(e.body, dict)],
         "entries": [e.to_json() for e in entries],  # the transcript, for conformance.client_rules

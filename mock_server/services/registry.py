@@ -8,10 +8,12 @@ Errors are raised as `mock_server.errors` classes; the HTTP layer turns them int
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
@@ -28,14 +30,46 @@ from mock_server.services.access import (
     session_duration_limit,
 )
 from mock_server.services.tokens import Principal, TokenService
+from mock_server.session.record import SessionRecord
 from mock_server.session.session import TRACKS, Session
 
 log = logging.getLogger("helios_mock.registry")
 
 LOCAL_ID = "local"
 MODEL_NAMES = {"helios", "reactor/helios"}
-KEEP_CLOSED = 1000
 MAX_REASON = 64  # characters of a client's stop reason that are kept
+COLLECT_DELAY = 2.0  # seconds after a session closes before the full collection that frees its cycles
+
+
+@dataclass
+class ClosedSession:
+    """What is kept of an ended session: no peer, track, encoder or buffer, only the facts the descriptor,
+    /admin/record and the transcript routes need, and the record (bounded by bytes)."""
+
+    id: str
+    mode: str
+    account: str | None
+    close_reason: str | None
+    chunks_generated: int
+    connection_views: list[dict[str, Any]]
+    record: SessionRecord
+    closed: bool = True
+    local_state: str = "CLOSING"
+
+    @classmethod
+    def of(cls, session: Session) -> ClosedSession:
+        return cls(
+            id=session.id,
+            mode=session.mode,
+            account=session.account,
+            close_reason=session.close_reason,
+            chunks_generated=session.chunks_generated,
+            connection_views=[c.describe() for c in session.connections.values()],
+            record=session.record,
+        )
+
+
+AnySession = Session | ClosedSession
 
 
 class Registry:
@@ -47,7 +81,7 @@ class Registry:
         self.schema = build_model_schema(VERSION)
         self.local: Session | None = None
         self.sessions: dict[str, Session] = {}
-        self.closed: OrderedDict[str, Session] = OrderedDict()
+        self.closed: OrderedDict[str, ClosedSession] = OrderedDict()
         self.token_service = TokenService(settings)
         self.budgets = SessionBudgets()
         self.owners: dict[str, SessionOwner] = {}  # production session id -> who created it
@@ -55,10 +89,11 @@ class Registry:
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
         self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
+        self._collect_pending = False
 
     # ------------------------------------------------------------------ descriptors
 
-    def descriptor(self, session: Session | None) -> dict[str, Any]:
+    def descriptor(self, session: AnySession | None) -> dict[str, Any]:
         """The session object both clients parse (PROTOCOL.md §1.4); production sessions may be pending."""
         base: dict[str, Any] = {
             "session_id": session.id if session else LOCAL_ID,
@@ -179,10 +214,10 @@ class Registry:
                 {"Retry-After": "5"},
             )
 
-    def production_session(self, session_id: str, authorization: str | None) -> Session:
+    def production_session(self, session_id: str, authorization: str | None) -> AnySession:
         """A production session (running or closed) the caller may use: 401, 404, then 403."""
         principal = self.authenticate(authorization)
-        session = self.sessions.get(session_id) or self.closed.get(session_id)
+        session: AnySession | None = self.sessions.get(session_id) or self.closed.get(session_id)
         owner = self.owners.get(session_id)
         if session is None or session.mode != "production" or owner is None:
             raise NotFound(f"unknown session {session_id!r}")
@@ -191,7 +226,7 @@ class Registry:
 
     async def delete_session(self, session_id: str, authorization: str | None) -> None:
         session = self.production_session(session_id, authorization)
-        if session.closed:
+        if not isinstance(session, Session) or session.closed:
             raise ApiError(404, f"session {session_id!r} is already closed")
         await session.close("session deleted by the client")
 
@@ -204,7 +239,7 @@ class Registry:
                 raise ApiError(400, "No session running; POST /start_session first")
             return self.local
         session = self.production_session(session_id, authorization)
-        if session.closed:
+        if not isinstance(session, Session) or session.closed:
             raise ApiError(404, f"session {session_id!r} is closed")
         return session
 
@@ -223,7 +258,7 @@ class Registry:
             counts[state] = counts.get(state, 0) + 1
         return counts
 
-    def all_sessions(self) -> list[Session]:
+    def all_sessions(self) -> list[AnySession]:
         return list(self.closed.values()) + list(self.sessions.values())
 
     def _new_session(
@@ -248,10 +283,29 @@ class Registry:
         if self.local is session:
             self.local = None
         key = session.id if session.mode == "production" else f"local#{id(session)}"
-        self.closed[key] = session
-        while len(self.closed) > KEEP_CLOSED:
-            forgotten, _ = self.closed.popitem(last=False)
+        self.closed[key] = ClosedSession.of(session)  # the Session itself (peers, tracks, feed) goes
+        budget = self.settings.max_closed_record_bytes
+        kept = sum(c.record.size for c in self.closed.values())
+        while len(self.closed) > self.settings.keep_closed_sessions or (
+            kept > budget and len(self.closed) > 1
+        ):
+            forgotten, summary = self.closed.popitem(last=False)
+            kept -= summary.record.size
             self.owners.pop(forgotten, None)
+        self._collect_soon()
+
+    def _collect_soon(self) -> None:
+        """One full collection a little after sessions close (batched): frees their reference cycles."""
+        if self._collect_pending:
+            return
+        self._collect_pending = True
+        asyncio.get_running_loop().call_later(COLLECT_DELAY, self._collect)
+
+    def _collect(self) -> None:
+        self._collect_pending = False
+        started = time.perf_counter()
+        freed = gc.collect()
+        log.debug("collected %d objects in %.1f ms", freed, 1000 * (time.perf_counter() - started))
 
     async def reset(self) -> None:
         """Close every session and forget all records (the test fixture's reset)."""

@@ -56,6 +56,7 @@ class Connection:
         self.answer_sdp: str | None = None
         self.early_candidates: list[TrickledCandidate] = []
         self.early_final = False
+        self.candidates_taken = 0  # trickled candidates taken for the current offer, applied or buffered
         self.answer_error: str | None = None
         self.last_inbound = time.monotonic()
         self.ever_ready = False
@@ -100,6 +101,7 @@ class Connection:
             self.video = RawVideoTrack(self._feed, paused=self.video_paused)
         self.channels = {}
         self.greeted = False
+        self.candidates_taken = len(self.early_candidates)  # the limit counts per offer
         return self.peer
 
     def _peer_state(self, state: str) -> None:
@@ -145,18 +147,36 @@ class Connection:
     # ------------------------------------------------------------------ output
 
     def send(self, out: Outbound) -> bool:
-        """Encode with this connection's codec and send; False when withheld or no channel is open."""
+        """Encode with this connection's codec and send; False when withheld, no channel is open, or the
+        send failed (logged and recorded: a message over the SCTP limit or a channel closing never
+        propagates to the caller, so no task dies of it)."""
         if self.closed:
             return False
-        encoded = self.codec.encode(out)
-        if encoded is None:
+        label = "?"
+        try:
+            encoded = self.codec.encode(out)
+            if encoded is None:
+                return False
+            label, frame = encoded
+            channel = self.channels.get(label)
+            if channel is None or channel.readyState != "open":
+                return False
+            channel.send(frame)
+        except Exception as exc:
+            self._send_failed(out, label, exc)
             return False
-        label, frame = encoded
-        channel = self.channels.get(label)
-        if channel is None or channel.readyState != "open":
-            return False
-        channel.send(frame)
         return True
+
+    def _send_failed(self, out: Outbound, label: str, exc: Exception) -> None:
+        kind = type(out).__name__
+        log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
+        self._record.add(
+            "event",
+            "send failed",
+            connection_id=self.id,
+            channel=label,
+            body={"message": kind, "error": f"{type(exc).__name__}: {exc}"},
+        )
 
     def set_video_paused(self, paused: bool) -> None:
         self.video_paused = paused
@@ -169,6 +189,7 @@ class Connection:
             await self.peer.flush([c for c in self.channels.values() if c.readyState == "open"], timeout)
 
     async def close(self) -> None:
+        """Stop for good and let go of the peer, its track, channels and buffers (totals are kept)."""
         self.closed = True
         if self._worker is not None:
             self._worker.cancel()
@@ -176,3 +197,10 @@ class Connection:
             self.video.stop()
         if self.peer is not None:
             await self.peer.close()
+        if self.video is not None:
+            self._frames_before[0] += self.video.frames_sent
+            self._frames_before[1] += self.video.frames_skipped
+        self.peer, self.video, self._worker = None, None, None
+        self.channels = {}
+        self.early_candidates = []
+        self._inbox = asyncio.Queue()

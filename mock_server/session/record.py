@@ -1,18 +1,28 @@
 """Per-session record: every HTTP request and data-channel message both ways, plus rejections.
 
-The record is what the conformance harness reads. It lives in memory, is bounded, and can be followed
-live by subscribers (the admin WebSocket).
+The record is what the conformance harness reads. It lives in memory, is bounded by bytes (an entry whose
+body is too large keeps a marker instead; past the session's byte budget the oldest items go, counted),
+and can be followed live by subscribers (the admin WebSocket).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_ENTRIES = 20_000
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_ENTRY_BYTES = 16 * 1024
+PREVIEW = 200  # characters of an elided body that are kept
+
+
+def json_size(item: Any) -> int:
+    """Bytes `item` takes as JSON (what /admin/record will serve)."""
+    return len(json.dumps(item, default=str, separators=(",", ":")))
 
 
 @dataclass
@@ -63,9 +73,18 @@ class Rejection:
 class SessionRecord:
     session_id: str
     mode: str
+    max_bytes: int = DEFAULT_MAX_BYTES  # JSON bytes of entries + rejections kept (max_record_bytes)
+    max_entry_bytes: int = (
+        DEFAULT_MAX_ENTRY_BYTES  # an entry body past this is elided (max_record_entry_bytes)
+    )
     started_at: float = field(default_factory=time.monotonic)
-    entries: deque[Entry] = field(default_factory=lambda: deque(maxlen=MAX_ENTRIES))
-    rejections: list[Rejection] = field(default_factory=list)
+    entries: deque[Entry] = field(default_factory=deque)
+    rejections: deque[Rejection] = field(default_factory=deque)
+    dropped_entries: int = 0
+    dropped_rejections: int = 0
+    elided_bodies: int = 0
+    _bytes: int = 0
+    _sizes: dict[int, int] = field(default_factory=dict)  # id(item) -> its JSON bytes
     _subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
 
     def now(self) -> float:
@@ -73,16 +92,58 @@ class SessionRecord:
 
     def add(self, direction: str, kind: str, **fields: Any) -> Entry:
         entry = Entry(t=self.now(), direction=direction, kind=kind, **fields)
+        item = entry.to_json()
+        size = json_size(item)
+        if entry.body is not None and size > self.max_entry_bytes:
+            entry.body = _elided(entry.body)
+            self.elided_bodies += 1
+            item = entry.to_json()
+            size = json_size(item)
         self.entries.append(entry)
-        self._publish(entry.to_json())
+        self._keep(entry, size)
+        self._publish(item)
         return entry
 
     def reject(
         self, connection_id: int | None, code: str, message: str, command: str | None, raw: str
     ) -> None:
-        rejection = Rejection(self.now(), connection_id, code, message, command, raw[:2000])
+        rejection = Rejection(self.now(), connection_id, code, message[:2000], command, raw[:2000])
         self.rejections.append(rejection)
-        self._publish({"rejection": rejection.to_json()})
+        item = rejection.to_json()
+        self._keep(rejection, json_size(item))
+        self._publish({"rejection": item})
+
+    @property
+    def size(self) -> int:
+        """JSON bytes the kept entries and rejections take."""
+        return self._bytes
+
+    def truncation(self) -> dict[str, int]:
+        """What the byte budget cost: items dropped (oldest first) and bodies elided."""
+        return {
+            "dropped_entries": self.dropped_entries,
+            "dropped_rejections": self.dropped_rejections,
+            "elided_bodies": self.elided_bodies,
+            "max_bytes": self.max_bytes,
+        }
+
+    def _keep(self, item: Entry | Rejection, size: int) -> None:
+        """Account for a new item; drop the oldest items while over the byte budget or the entry count."""
+        self._sizes[id(item)] = size
+        self._bytes += size
+        while len(self.entries) > MAX_ENTRIES:
+            self._drop_entry()
+        while self._bytes > self.max_bytes and (self.entries or self.rejections):
+            older_entry = self.entries and (not self.rejections or self.entries[0].t <= self.rejections[0].t)
+            if older_entry:
+                self._drop_entry()
+            else:
+                self._bytes -= self._sizes.pop(id(self.rejections.popleft()), 0)
+                self.dropped_rejections += 1
+
+    def _drop_entry(self) -> None:
+        self._bytes -= self._sizes.pop(id(self.entries.popleft()), 0)
+        self.dropped_entries += 1
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
@@ -105,4 +166,11 @@ class SessionRecord:
             "mode": self.mode,
             "entries": [e.to_json() for e in self.entries],
             "rejections": [r.to_json() for r in self.rejections],
+            "truncated": self.truncation(),
         }
+
+
+def _elided(body: Any) -> dict[str, Any]:
+    """The marker an oversized body is replaced with: its size and the start of its JSON."""
+    text = json.dumps(body, default=str, separators=(",", ":"))
+    return {"elided": True, "bytes": len(text), "preview": text[:PREVIEW]}

@@ -59,7 +59,12 @@ class Session:
         self.account = account
         self.max_duration = settings.max_session_duration if max_duration is None else max_duration
         self.created_at = time.monotonic()
-        self.record = SessionRecord(session_id, mode)
+        self.record = SessionRecord(
+            session_id,
+            mode,
+            max_bytes=settings.max_record_bytes,
+            max_entry_bytes=settings.max_record_entry_bytes,
+        )
         self.helios = Helios(draw_seed=lambda: secrets.randbelow(2**31))
         self.feed = FrameFeed()
         self.chunk_cache = chunk_cache
@@ -70,7 +75,14 @@ class Session:
         self.tasks = TaskSupervisor(session_id, self.record, self._task_failed)
         self.uploads = UploadStore(session_id, settings, self.record)
         finish = functools.partial(self.tasks.spawn, cancel_on_close=False)
-        self.signalling = Signalling(session_id, self.record, self._new_connection, finish)
+        self.signalling = Signalling(
+            session_id,
+            self.record,
+            self._new_connection,
+            finish,
+            max_connections=settings.max_connections_per_session,
+            max_candidates=settings.max_candidates_per_connection,
+        )
         self.connections: dict[int, Connection] = self.signalling.connections
         self.outbox = Outbox(self.record, self.connections, lambda: self.helios.current_chunk)
         self.clock = ChunkClock(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from mock_server.errors import Invalid, NotFound
+from mock_server.errors import Conflict, Invalid, NotFound, TooLarge
 from mock_server.session.connection import Connection
 from mock_server.session.record import SessionRecord
 from mock_server.transport.peer import OfferError, TrickledCandidate, offer_ufrag
@@ -42,9 +42,18 @@ class Signalling:
     """Owns the session's connections and everything signalled over HTTP for them."""
 
     def __init__(
-        self, session_id: str, record: SessionRecord, make_connection: ConnectionFactory, spawn: Spawn
+        self,
+        session_id: str,
+        record: SessionRecord,
+        make_connection: ConnectionFactory,
+        spawn: Spawn,
+        *,
+        max_connections: int = 16,
+        max_candidates: int = 256,
     ) -> None:
         self._session_id = session_id
+        self._max_connections = max_connections  # registered connections (each may hold a peer)
+        self._max_candidates = max_candidates  # trickled candidates per connection
         self._record = record
         self._make_connection = make_connection
         self._spawn = spawn
@@ -55,6 +64,11 @@ class Signalling:
 
     def register(self, connection_id: int | None = None, *, legacy: bool = False) -> Connection:
         """A new connection: the next free id, or `connection_id` when the client chose one."""
+        if len(self.connections) >= self._max_connections:
+            raise Conflict(
+                f"session {self._session_id} already has {len(self.connections)} connections, the limit "
+                "(max_connections_per_session); reuse one (PUT its sdp_params) or end the session"
+            )
         if connection_id is None:
             connection_id = self._next_id
             self._next_id += 1
@@ -164,6 +178,12 @@ class Signalling:
             for c in candidates
             if isinstance(c, dict)
         ]
+        if conn.candidates_taken + len(items) > self._max_candidates:
+            raise TooLarge(
+                f"connection {conn.id} has taken {conn.candidates_taken} candidates; {len(items)} more would "
+                f"pass the limit of {self._max_candidates} (max_candidates_per_connection)"
+            )
+        conn.candidates_taken += len(items)
         peer = conn.peer
         if peer is not None and peer.answered and all(c.ufrag in (None, peer.remote_ufrag) for c in items):
             await peer.add_candidates(items, is_final)

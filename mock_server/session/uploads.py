@@ -7,12 +7,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mock_server.config import Settings
-from mock_server.errors import Conflict, Forbidden, Invalid
+from mock_server.errors import Conflict, Forbidden, Invalid, TooLarge
 from mock_server.model.commands import UPLOAD_PARAMS, CommandRejected
 from mock_server.model.images import UploadedFile
 from mock_server.session.record import SessionRecord
@@ -53,26 +53,48 @@ class UploadStore:
         return self._slots.get(presigned_id)
 
     def create(self, name: str, mime_type: str, size: int) -> Upload:
-        """A new empty slot; refuses an empty name or mime type and a size that is not positive."""
+        """A new empty slot; refuses an empty name or mime type, a bad size, and slots past the limit."""
         if not name.strip() or not mime_type.strip() or size <= 0:
             raise Invalid("an upload needs a non-empty name and mime_type and a size > 0 (in bytes)")
+        limit = self._settings.max_upload_bytes
+        if size > limit:
+            raise TooLarge(f"an upload may declare at most {limit} bytes (max_upload_bytes); this one {size}")
+        slots = self._settings.max_upload_slots
+        if len(self._slots) >= slots:
+            raise Conflict(
+                f"this session already has {len(self._slots)} upload slots, the limit (max_upload_slots); "
+                "reuse one of them or start a new session"
+            )
         upload = Upload(presigned_id=secrets.token_hex(12), name=name, mime_type=mime_type, size=size)
         self._slots[upload.presigned_id] = upload
         return upload
 
-    async def fill(self, presigned_id: str, read_body: Callable[[], Awaitable[bytes]]) -> Upload:
-        """The presigned PUT: check the URL is fresh and unused, read the bytes, check their count."""
+    async def fill(
+        self, presigned_id: str, chunks: AsyncIterator[bytes], declared: int | None = None
+    ) -> Upload:
+        """The presigned PUT: check the URL is fresh and unused, stream the bytes, check their count.
+
+        A body longer than the slot's size is refused (413) as soon as it is seen: by its Content-Length
+        (`declared`) before any byte is read, else at the first chunk past the size.
+        """
         upload = self._slots[presigned_id]
         if time.monotonic() - upload.created_at > self._settings.upload_url_ttl:
             raise Forbidden("upload URL expired")
         if upload.data is not None:
             raise Conflict(f"upload {presigned_id!r} was already uploaded")
-        data = await read_body()
+        too_long = f"upload {presigned_id!r} was created for {upload.size} bytes"
+        if declared is not None and declared > upload.size:
+            raise TooLarge(f"{too_long}; this PUT declares {declared} (Content-Length)")
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > upload.size:
+                raise TooLarge(f"{too_long}; more arrived, the rest was not read")
         if len(data) != upload.size:
             raise Invalid(f"upload {presigned_id!r} declared {upload.size} bytes but {len(data)} arrived")
-        upload.data = data
+        upload.data = bytes(data)
         upload.arrived.set()
-        self._record.add("http", f"PUT /uploads/{presigned_id}", body={"status": 200, "size": len(data)})
+        log.info("session %s: upload %s filled (%d bytes)", self._session_id, presigned_id, len(data))
         return upload
 
     def announce(self, presigned_id: str) -> None:

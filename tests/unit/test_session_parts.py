@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -31,11 +32,8 @@ def _session(settings: Settings = SETTINGS) -> tuple[Session, asyncio.Event]:
     return session, ended
 
 
-def _body(data: bytes):  # noqa: ANN202 - an awaitable body reader like Request.body
-    async def read() -> bytes:
-        return data
-
-    return read
+async def _body(data: bytes) -> AsyncIterator[bytes]:  # a streamed body like Request.stream()
+    yield data
 
 
 # ---------------------------------------------------------------------------------------- task supervisor
@@ -173,11 +171,12 @@ async def test_an_expired_upload_url_is_refused_before_its_body_is_read() -> Non
     upload = store.create("a.png", "image/png", 3)
     upload.created_at = time.monotonic() - 1
 
-    async def never() -> bytes:
+    async def never() -> AsyncIterator[bytes]:
         raise AssertionError("the body was read")
+        yield b""
 
     with pytest.raises(Forbidden, match="upload URL expired"):
-        await store.fill(upload.presigned_id, never)
+        await store.fill(upload.presigned_id, never())
 
 
 async def test_a_command_naming_an_unknown_or_unfilled_upload_is_rejected() -> None:
