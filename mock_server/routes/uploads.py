@@ -14,7 +14,9 @@ router = APIRouter(tags=["uploads"])
 
 
 @router.post(
-    "/sessions/{session_id}/uploads", status_code=201, responses=errors(400, 401, 403, 404, 408, 409, 413, 422)
+    "/sessions/{session_id}/uploads",
+    status_code=201,
+    responses=errors(400, 401, 403, 404, 408, 409, 413, 422),
 )
 async def create_upload(
     session_id: str,

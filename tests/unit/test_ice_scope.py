@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import aioice.ice
 import pytest
 
+from mock_server.transport import ice
 from mock_server.transport.ice import host_addresses, is_patched, restrict_host_addresses
+
+
+@pytest.fixture(autouse=True)
+def no_process_wide_choice() -> Iterator[None]:
+    """In-process apps of other tests (create_app with ice_addresses) may have set a process-wide choice."""
+    before = ice._process_wide
+    restrict_host_addresses(None)
+    yield
+    restrict_host_addresses(before)
 
 
 def _gathered() -> list[str]:
