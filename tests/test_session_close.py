@@ -39,7 +39,7 @@ async def _mock(**limits: Any) -> AsyncIterator[str]:
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
         async with asyncio.timeout(BOUND):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
                 await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -103,7 +103,7 @@ async def test_reconnect_grace_closes_a_silent_clients_peer_connection(
             left = await _left_connected(client)
             await asyncio.wait_for(left.wait(), BOUND)  # the client never pings: the watchdog drops it
             async with asyncio.timeout(BOUND):
-                while not (await _ended_record(url))["closed"]:
+                while not (await _ended_record(url))["closed"]:  # noqa: ASYNC110 - polls over HTTP
                     await asyncio.sleep(0.1)
             session = await _ended_record(url)
             assert session["close_reason"] == "no client reconnected within 0.6 s"
