@@ -36,7 +36,7 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-class SessionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class SessionLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger whose records carry a session id (and optionally a connection id)."""
 
     def __init__(self, logger: logging.Logger, session: str | None = None, connection: Any = None) -> None:

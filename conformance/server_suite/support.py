@@ -93,7 +93,7 @@ def describe_target(server: HeliosServer) -> Target:
         mode=mode,
         speed=float(speed_text or 1.0),
         speed_known=speed_text is not None or not is_mock,
-        native_size=native if native is None or len(native) == 2 else None,  # type: ignore[arg-type]
+        native_size=native if native is None or len(native) == 2 else None,
     )
 
 
