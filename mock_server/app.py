@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mock_server.config import SERVER_VERSION, Settings
 from mock_server.errors import ServiceError
-from mock_server.routes import admin, coordinator, local, transport, uploads
+from mock_server.routes import admin, coordinator, faults, local, transport, uploads
 from mock_server.services.admin import note_http, session_for_path
 from mock_server.services.registry import Registry
 from mock_server.transport.ice import restrict_host_addresses
@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.middleware("http")(_record_http)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    for family in (local, coordinator, transport, uploads, admin):
+    for family in (local, coordinator, transport, uploads, admin, faults):
         app.include_router(family.router)
     return app
 

@@ -33,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         "max_creations_per_minute": args.max_creations_per_minute,
         "log_level": args.log_level,
         "media": args.media,
+        "fault_seed": args.fault_seed,
+        "faults_file": args.faults,
+        "chaos": args.chaos,
         "ice_addresses": tuple(a.strip() for a in args.ice_addresses.split(",") if a.strip())
         if args.ice_addresses is not None
         else None,
@@ -40,6 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if settings.fps <= 0 or settings.speed <= 0:
         print("helios-mock: --fps and --speed must be positive", file=sys.stderr)
+        return 2
+    problem = _fault_problem(settings)
+    if problem:
+        print(f"helios-mock: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -67,6 +74,20 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _fault_problem(settings: Settings) -> str:
+    """Check the start-up faults (--faults, --chaos) before serving: the problems in plain words, or ''."""
+    from mock_server.faults import FaultInvalid, chaos_preset, load_faults
+
+    try:
+        if settings.faults_file:
+            load_faults(settings.faults_file)
+        if settings.chaos:
+            chaos_preset(settings.chaos)
+    except FaultInvalid as exc:
+        return "\n".join(exc.problems)
+    return ""
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -120,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared (default): encode each distinct chunk once for all sessions; "
         "per-session: encode per connection",
     )
+    serve.add_argument(
+        "--faults", metavar="FILE", help="YAML or JSON fault file armed at start-up (docs/FAULTS.md)"
+    )
+    serve.add_argument(
+        "--chaos", choices=["light", "heavy"], help="arm a chaos preset of probability faults (load runs)"
+    )
+    serve.add_argument("--fault-seed", type=int, help="seed of the fault registry's random draws (default 0)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     serve.set_defaults(func=_serve)
 

@@ -50,6 +50,9 @@ class Settings:
     jwt_secret: str = ""  # HS256 key for minted tokens (≥ 32 chars); empty = random per process
     api_keys: tuple[str, ...] = ()  # API keys POST/GET /tokens accepts; empty = any non-empty key
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
+    fault_seed: int = 0  # seed of the fault registry's random draws (chaos faults)
+    faults_file: str = ""  # YAML/JSON fault file armed at start-up and after each reset
+    chaos: str = ""  # chaos preset armed at start-up and after each reset ("light" | "heavy")
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
 
     @property

@@ -28,6 +28,7 @@ class Watchdog:
         *,
         drop: DropConnection,
         end: EndSession,
+        on_tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._session_id = session_id
         self._settings = settings
@@ -37,6 +38,7 @@ class Watchdog:
         self._end = end
         self._orphaned_since: float | None = None
         self._stopped = False
+        self._on_tick = on_tick
 
     def connection_live(self) -> None:
         """A connection became ready: the session is not orphaned."""
@@ -64,6 +66,10 @@ class Watchdog:
         period = min(1.0, settings.ping_timeout / 4, settings.reconnect_grace / 4)
         while not self._stopped:
             await asyncio.sleep(period)
+            if self._on_tick is not None:
+                await self._on_tick()
+                if self._stopped:
+                    return
             reason = await self._check(time.monotonic())
             if reason is not None:
                 await self._end(reason)
@@ -73,7 +79,7 @@ class Watchdog:
         """Drop silent connections; the reason to end the session, if it must end."""
         settings = self._settings
         if now - self._started_at > settings.max_session_duration:
-            return f"session reached its maximum duration of {settings.max_session_duration:g} s"
+            return expiry_reason(settings)
         for conn in list(self._connections.values()):
             if conn.ready and now - conn.last_inbound > settings.ping_timeout:
                 why = f"no frame from the client for {settings.ping_timeout:g} s (ping watchdog)"
@@ -81,3 +87,8 @@ class Watchdog:
         if self._orphaned_since is not None and now - self._orphaned_since > settings.reconnect_grace:
             return f"no client reconnected within {settings.reconnect_grace:g} s"
         return None
+
+
+def expiry_reason(settings: Settings) -> str:
+    """Why a session ends at its maximum duration (also the session_expiry fault's reason)."""
+    return f"session reached its maximum duration of {settings.max_session_duration:g} s"
