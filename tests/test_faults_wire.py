@@ -244,8 +244,8 @@ async def test_command_error_refuses_and_keeps_the_state(helios: HeliosServer, h
     if wire == "v1":
         assert (await client.reply(rid)).scope == "ack"
     client.send_command("list_snapshots")  # round-trip barrier: no state came for the refused command
-    await client.wait_message("snapshot_list", since=mark)
-    assert client.messages("state", since=mark) == []
+    listed = await client.wait_message("snapshot_list", since=refusal.t)
+    assert [m for m in client.messages("state", since=mark) if m.t < listed.t] == []
     client.send_command("set_seed", {"seed": 7})  # count 1: accepted now
     state = await client.wait_message("state", since=client.now())
     assert state.data["started"] is False
