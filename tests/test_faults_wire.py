@@ -236,8 +236,9 @@ async def test_upload_failure_then_upload_works(helios: HeliosServer, helios_cli
 async def test_command_error_refuses_and_keeps_the_state(helios: HeliosServer, helios_client, wire: str) -> None:
     client: WireClient = await helios_client(wire=wire)
     helios.faults.inject("command_error", session_id="local", on_command="set_seed", reason="seed refused")
-    client.send_command("list_snapshots")  # barrier: everything sent before is in
-    mark = (await client.wait_message("snapshot_list")).t
+    client.send_command("list_snapshots")  # barrier: snapshot_list, then its state broadcast
+    listed = await client.wait_message("snapshot_list")
+    mark = (await client.wait_message("state", since=listed.t)).t + 1e-6
     rid = client.send_command("set_seed", {"seed": 7})
     refusal = await client.wait_message("command_error", since=mark)
     assert refusal.data == {"command": "set_seed", "reason": "seed refused"}
