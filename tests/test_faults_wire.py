@@ -7,6 +7,7 @@ Raw aiortc clients (`WireClient`) and httpx on loopback against the plugin's moc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -46,13 +47,23 @@ def _view(helios: HeliosServer, session_id: str) -> dict[str, Any]:
     return [s for s in helios.record()["sessions"] if s["session_id"] == session_id][-1]
 
 
+async def _eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
+    """Poll `check` (an HTTP look at the server) every 50 ms until it returns something truthy."""
+    for _ in range(int(timeout / 0.05)):
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{what} did not happen within {timeout:g} s")
+
+
 async def _wait_closed(helios: HeliosServer, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            view = _view(helios, session_id)
-            if view["closed"]:
-                return view
-            await asyncio.sleep(0.05)
+    async def closed_view() -> dict[str, Any] | None:
+        view = _view(helios, session_id)
+        return view if view["closed"] else None
+
+    result: dict[str, Any] = await _eventually(closed_view, f"the end of session {session_id}", timeout)
+    return result
 
 
 async def _assert_clean(helios: HeliosServer, *clients: WireClient) -> None:
@@ -61,9 +72,11 @@ async def _assert_clean(helios: HeliosServer, *clients: WireClient) -> None:
         await client.close()
         client.session_id = None  # the fixture's second close() then only closes what is left
     async with httpx.AsyncClient(base_url=helios.url) as http:
-        async with asyncio.timeout(10):
-            while (await http.get("/health")).json()["state"] != "available":
-                await asyncio.sleep(0.05)
+
+        async def idle() -> bool:
+            return bool((await http.get("/health")).json()["state"] == "available")
+
+        await _eventually(idle, "no session running")
     assert all(s["closed"] for s in helios.record()["sessions"])
     fresh = WireClient(helios.url, wire="v1")
     try:
@@ -90,7 +103,8 @@ async def _wait_ended(client: WireClient) -> Received:
 
 def test_admin_api_arms_lists_removes_and_refuses(helios: HeliosServer) -> None:
     fault = helios.faults.inject("gpu_failure", at_chunk=3, reason="boom")
-    assert fault["id"].startswith("flt_") and fault["status"] == "armed" and fault["params"]["reason"] == "boom"
+    assert fault["id"].startswith("flt_") and fault["status"] == "armed"
+    assert fault["params"]["reason"] == "boom"
     assert [f["id"] for f in helios.faults.list()] == [fault["id"]]
     with httpx.Client(base_url=helios.url) as http:
         bad = http.post("/admin/faults", json={"kind": "stall", "params": {"seconds": -1}})
@@ -150,7 +164,8 @@ async def test_queue_wait_reports_the_state_then_active(helios: HeliosServer) ->
                 await asyncio.sleep(0.1)
         assert seen[0] == "WAITING" and seen.count("WAITING") >= 5  # ≈ 1 s of 0.1 s polls
         [entry] = _fault_entries(helios, sid)
-        assert entry["kind"] == "queue_wait" and entry["body"]["params"] == {"state": "WAITING", "seconds": 1.0}
+        assert entry["kind"] == "queue_wait"
+        assert entry["body"]["params"] == {"state": "WAITING", "seconds": 1.0}
         await http.delete(f"/sessions/{sid}")
     await _assert_clean(helios)
 
@@ -233,7 +248,9 @@ async def test_upload_failure_then_upload_works(helios: HeliosServer, helios_cli
 
 
 @pytest.mark.parametrize("wire", ["v0", "v1"])
-async def test_command_error_refuses_and_keeps_the_state(helios: HeliosServer, helios_client, wire: str) -> None:
+async def test_command_error_refuses_and_keeps_the_state(
+    helios: HeliosServer, helios_client, wire: str
+) -> None:
     client: WireClient = await helios_client(wire=wire)
     helios.faults.inject("command_error", session_id="local", on_command="set_seed", reason="seed refused")
     client.send_command("list_snapshots")  # barrier: snapshot_list, then its state broadcast
@@ -294,7 +311,9 @@ async def test_moderation_terminate_ends_the_session(helios: HeliosServer, helio
 # ------------------------------------------------------------------------------------------- generation
 
 
-@pytest.mark.parametrize(("kind", "wire"), [("gpu_failure", "v0"), ("gpu_failure", "v1"), ("session_expiry", "v0")])
+@pytest.mark.parametrize(
+    ("kind", "wire"), [("gpu_failure", "v0"), ("gpu_failure", "v1"), ("session_expiry", "v0")]
+)
 async def test_end_at_a_chunk(helios: HeliosServer, helios_client, kind: str, wire: str) -> None:
     client: WireClient = await helios_client(wire=wire)
     params = {"reason": "GPU fell off the bus"} if kind == "gpu_failure" else {}
@@ -343,9 +362,7 @@ async def test_transport_drop_then_reconnect(helios: HeliosServer, helios_client
     await _generate(client)
     await _chunk_done(client, 0)
     helios.faults.inject("transport_drop", session_id="local")  # "now": at the next chunk or tick
-    async with asyncio.timeout(10):
-        while client.ready:
-            await asyncio.sleep(0.05)
+    await client._wait(lambda: not client.ready, 10, "the transport to drop")
     view = _view(helios, "local")
     assert not view["closed"]  # the session waits the reconnect grace
     await client.reconnect()
@@ -359,9 +376,11 @@ async def test_media_loss_drops_video_packets(helios: HeliosServer, helios_clien
     await _generate(client)
     await client.wait_frames(lambda f: f.markers is not None)
     helios.faults.inject("media_loss", session_id="local", percent=100, seconds=1.5)
-    async with asyncio.timeout(5):
-        while not _fault_entries(helios, "local"):
-            await asyncio.sleep(0.05)
+
+    async def fired_entries() -> list[dict[str, Any]]:
+        return _fault_entries(helios, "local")
+
+    await _eventually(fired_entries, "the media_loss firing")
     fired = client.now()
     await asyncio.sleep(0.3)  # frames in flight before the fault
     quiet_from = len(client.frames)

@@ -58,12 +58,12 @@ class InboundHandler:
 
     async def handle(self, conn: Connection, channel: str, raw: str | bytes) -> None:
         """Decode one frame, record it (pings included: the conformance rules check keep-alives), dispatch."""
-        if self._is_closed():
-            return
+        closed = self._is_closed()
         try:
             msg = conn.codec.decode(channel, raw)
         except w.WireError as err:
-            self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
+            if not closed:
+                self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
             return
         self._record.add(
             "in",
@@ -74,7 +74,8 @@ class InboundHandler:
             body=record_body(msg),
             request_id=getattr(msg, "request_id", ""),
         )
-        await self._dispatch(conn, msg, raw)
+        if not closed:  # a frame after the end is recorded (the client rules judge it), never run
+            await self._dispatch(conn, msg, raw)
 
     async def _dispatch(self, conn: Connection, msg: Any, raw: str | bytes) -> None:
         match msg:
