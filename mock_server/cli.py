@@ -7,17 +7,14 @@ import gc
 import logging
 import sys
 from dataclasses import replace
+from typing import Any
 
 from mock_server.config import VERSION, Settings, parse_resolution
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from mock_server.app import create_app
-
-    settings = Settings().with_env()
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None = not given)."""
+    overrides: dict[str, object] = {
         "host": args.host,
         "port": args.port,
         "mode": args.mode,
@@ -40,7 +37,15 @@ def _serve(args: argparse.Namespace) -> int:
         if args.ice_addresses is not None
         else None,
     }
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mock_server.app import create_app
+
+    settings = replace(Settings().with_env(), **_overrides(args))
     if settings.fps <= 0 or settings.speed <= 0:
         print("helios-mock: --fps and --speed must be positive", file=sys.stderr)
         return 2

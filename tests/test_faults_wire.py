@@ -125,8 +125,8 @@ def test_admin_api_arms_lists_removes_and_refuses(helios: HeliosServer) -> None:
 
 @pytest.mark.parametrize(("status", "retry"), [(503, None), (429, "3")])
 async def test_session_refused(helios: HeliosServer, status: int, retry: str | None) -> None:
-    params = {"status": status} | ({"retry_after": 3} if retry else {})
-    helios.faults.inject("session_refused", **params)
+    params: dict[str, Any] = {"status": status} | ({"retry_after": 3} if retry else {})
+    helios.faults.inject("session_refused", params=params)
     async with httpx.AsyncClient(base_url=helios.url, headers=AUTH) as http:
         refused = await http.post("/sessions", json=CREATE)
         assert refused.status_code == status and refused.json()["detail"]
@@ -316,8 +316,8 @@ async def test_moderation_terminate_ends_the_session(helios: HeliosServer, helio
 )
 async def test_end_at_a_chunk(helios: HeliosServer, helios_client, kind: str, wire: str) -> None:
     client: WireClient = await helios_client(wire=wire)
-    params = {"reason": "GPU fell off the bus"} if kind == "gpu_failure" else {}
-    helios.faults.inject(kind, at_chunk=2, **params)  # bind mode: the *next* session — start a new one
+    params: dict[str, Any] = {"reason": "GPU fell off the bus"} if kind == "gpu_failure" else {}
+    helios.faults.inject(kind, at_chunk=2, params=params)  # bind mode: the *next* session — start a new one
     await client.close()
     client.session_id = None
     client = await helios_client(wire=wire)
@@ -408,3 +408,27 @@ async def test_fault_entries_follow_live(helios: HeliosServer, helios_client) ->
                     break
     assert item["kind"] == "command_error" and item["body"]["fault_id"].startswith("flt_")
     await _assert_clean(helios, client)
+
+
+# ------------------------------------------------------------------------------------------- start-up
+
+
+def test_serve_arms_a_fault_file_and_reset_rearms_it(tmp_path) -> None:
+    path = tmp_path / "faults.yaml"
+    path.write_text("- kind: session_refused\n  count: 2\n  params: {status: 429, retry_after: 3}\n")
+    server = HeliosServer.start(extra=["--faults", str(path), "--fault-seed", "7", "--chaos", "light"])
+    try:
+        kinds = [f["kind"] for f in server.faults.list()]
+        assert kinds[0] == "session_refused" and len(kinds) == 1 + 6  # the file, then the light preset
+        server.faults.clear()
+        server.reset()
+        assert len(server.faults.list()) == 7  # back to the start-up faults
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_a_bad_fault_file(tmp_path) -> None:
+    path = tmp_path / "faults.json"
+    path.write_text('[{"kind": "stall", "params": {"seconds": -1}}]')
+    with pytest.raises(RuntimeError, match=r"item 0: params.seconds \(stall\)"):
+        HeliosServer.start(extra=["--faults", str(path)], ready_timeout=15)

@@ -73,15 +73,7 @@ class Session:
         self.packet_loss = PacketLoss()
         self.tasks = TaskSupervisor(session_id, self.record, self._task_failed)
         self.uploads = UploadStore(session_id, settings, self.record, on_put=self.faults.on_upload_put)
-        finish = functools.partial(self.tasks.spawn, cancel_on_close=False)
-        self.signalling = Signalling(
-            session_id,
-            self.record,
-            self._new_connection,
-            finish,
-            on_offer=self.faults.on_offer,
-            on_answered=lambda peer: self.packet_loss.install(peer.pc),
-        )
+        self.signalling = self._make_signalling()
         self.connections: dict[int, Connection] = self.signalling.connections
         self.outbox = Outbox(self.record, self.connections, lambda: self.helios.current_chunk)
         self.clock = ChunkClock(
@@ -113,15 +105,7 @@ class Session:
             on_command_done=self.clock.wake,
             faults=self.faults,
         )
-        self.faults.actions = FaultActions(
-            end=self._end_by_fault,
-            drop_transports=self._drop_transports,
-            stall=self.clock.stall,
-            slow=self.clock.slow,
-            media_loss=self.packet_loss.start,
-            notify=self._notify_all,
-            expiry_reason=lambda: expiry_reason(settings),
-        )
+        self.faults.actions = self._fault_actions()
 
     # ------------------------------------------------------------------ state
 
@@ -182,7 +166,29 @@ class Session:
             await conn.peer.close()
         self._connection_changed(conn)
 
+    def _make_signalling(self) -> Signalling:
+        finish = functools.partial(self.tasks.spawn, cancel_on_close=False)
+        return Signalling(
+            self.id,
+            self.record,
+            self._new_connection,
+            finish,
+            on_offer=self.faults.on_offer,
+            on_answered=lambda peer: self.packet_loss.install(peer.pc),
+        )
+
     # ------------------------------------------------------------------ fault effects
+
+    def _fault_actions(self) -> FaultActions:
+        return FaultActions(
+            end=self._end_by_fault,
+            drop_transports=self._drop_transports,
+            stall=self.clock.stall,
+            slow=self.clock.slow,
+            media_loss=self.packet_loss.start,
+            notify=self._notify_all,
+            expiry_reason=lambda: expiry_reason(self.settings),
+        )
 
     def _notify_all(self, out: w.Outbound) -> None:
         for conn in self.live_connections:
