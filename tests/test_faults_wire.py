@@ -432,3 +432,26 @@ def test_serve_refuses_a_bad_fault_file(tmp_path) -> None:
     path.write_text('[{"kind": "stall", "params": {"seconds": -1}}]')
     with pytest.raises(RuntimeError, match=r"item 0: params.seconds \(stall\)"):
         HeliosServer.start(extra=["--faults", str(path)], ready_timeout=15)
+
+
+# ------------------------------------------------------------------------------------------- client rules
+
+
+async def test_rules_judge_the_client_after_a_gpu_failure(helios: HeliosServer) -> None:
+    """After a server-side end a production client must DELETE; the rules see it from the record."""
+    from conformance.client_rules import check_transcript
+
+    helios.faults.inject("gpu_failure", at_chunk=1)
+    client = WireClient(helios.url, wire="v1", mode="production")
+    await client.connect()
+    await _generate(client)
+    await _wait_ended(client)
+    sid = str(client.session_id)
+    await _wait_closed(helios, sid)
+    rules = [v.rule_id for v in check_transcript(helios.transcript(sid))]
+    assert "no-delete-after-end" in rules and "poll-too-fast" not in rules
+    await client.close()  # DELETE (404: already closed) — now the client did what it should
+    rules = [v.rule_id for v in check_transcript(helios.transcript(sid))]
+    assert "no-delete-after-end" not in rules
+    client.session_id = None
+    await _assert_clean(helios, client)
