@@ -44,7 +44,18 @@ RULES: dict[str, str] = {
     "track-publish": "publish_track sent to Helios, which has no input tracks (HELIOS.md §1)",
     "step-request": "request_step sent to Helios, a streamed model (PROTOCOL.md §3.3)",
     "http-error": "an HTTP call the server answered with a 4xx status (the client sent something wrong)",
+    "command-after-end": "a command sent after the server ended the session (sessionEnded / SessionEnded)",
+    "no-delete-after-end": "production: the server ended the session and the client never sent DELETE (§1.5)",
+    "poll-too-fast": "GET /sessions/{id} polled faster than the documented backoff 0.2 s ×2, ≤ 10 s (§1.10)",
+    "reconnect-after-grace": "a reconnect (PUT sdp_params) after the reconnect grace ended the session",
 }
+
+POLL_FIRST_GAP = 0.2  # documented readiness polling: 0.2 s, doubling, capped at 10 s (PROTOCOL.md §1.10)
+POLL_MAX_GAP = 10.0
+POLL_TOLERANCE = 0.5  # a gap shorter than half the documented one is "too fast"
+CLIENT_END_REASONS = ("session deleted by the client", "session stopped by the client")
+SERVER_ADMIN_END_REASONS = ("the server was reset", "the server is shutting down")
+GRACE_END_PREFIX = "no client reconnected within"
 
 PING_INTERVALS: dict[str, float] = {"v0": 5.0, "v1": 10.0}  # documented client keep-alive (PROTOCOL.md §1.10)
 DEFAULT_PING_TOLERANCE = 1.5
@@ -219,6 +230,7 @@ class _Checker:
                 self.on_outbound(entry)
         self.check_pings()
         self.check_rejections()
+        self.check_lifecycle()
         return sorted(self.out, key=lambda v: (v.entry or {}).get("t", 0.0))
 
     # -------------------------------------------------------------- events, HTTP
@@ -269,8 +281,11 @@ class _Checker:
         kind = entry.get("kind", "")
         body = _as_mapping(entry.get("body"))
         conn = self.conn(entry.get("connection_id"))
-        if self.stopped is not None or self.ended:
+        if self.stopped is not None:
             self.flag("after-stop", f"{kind} sent after the session ended", entry)
+        elif self.ended:
+            rule = "command-after-end" if kind == "CommandIn" else "after-stop"
+            self.flag(rule, f"{kind} sent after the server ended the session", entry)
         rid = entry.get("request_id") or body.get("request_id") or ""
         if rid and kind in _REQUEST_KINDS:
             key = (str(entry.get("channel") or "data"), str(rid))
@@ -417,6 +432,45 @@ class _Checker:
                     f"(documented every {interval:g} s, tolerance ×{self.ping_tolerance:g})",
                     offender or end_entry or {"t": round(gap_end, 4), "connection_id": cid},
                 )
+
+    def check_lifecycle(self) -> None:
+        """Session-level rules: readiness polling pace, DELETE after a server-side end, late reconnects."""
+        polls: list[Mapping[str, Any]] = []
+        production = deleted = False
+        end_reason: str | None = None
+        for entry in self.entries:
+            direction, kind = entry.get("direction"), str(entry.get("kind", ""))
+            if direction == "event" and kind == "session_ended":
+                end_reason = str(_as_mapping(entry.get("body")).get("reason", ""))
+            if direction != "http":
+                continue
+            method, _, path = kind.partition(" ")
+            session_path = path.startswith("/sessions/") and path.count("/") == 2
+            production = production or (method == "POST" and path == "/sessions")
+            if method == "GET" and session_path and end_reason is None:
+                polls.append(entry)
+            deleted = deleted or (method == "DELETE" and session_path)
+            late = (end_reason or "").startswith(GRACE_END_PREFIX)
+            if method == "PUT" and path.endswith("/sdp_params") and late:
+                self.flag("reconnect-after-grace", f"PUT {path} after the session ended: {end_reason}", entry)
+        self.check_poll_pace(polls)
+        not_errors = CLIENT_END_REASONS + SERVER_ADMIN_END_REASONS
+        server_ended = end_reason is not None and end_reason not in not_errors
+        if production and server_ended and not deleted:
+            self.flag("no-delete-after-end", f"the session ended ({end_reason}) and no DELETE followed", None)
+
+    def check_poll_pace(self, polls: list[Mapping[str, Any]]) -> None:
+        for number, (before, after) in enumerate(zip(polls, polls[1:], strict=False)):
+            documented = min(POLL_FIRST_GAP * 2**number, POLL_MAX_GAP)
+            gap = float(after.get("t", 0.0)) - float(before.get("t", 0.0))
+            if gap < documented * POLL_TOLERANCE:
+                self.flag(
+                    "poll-too-fast",
+                    f"poll {number + 2} of GET /sessions/{{id}} came {gap:.2f} s after the previous one "
+                    f"(documented ≥ {documented:g} s)",
+                    after,
+                )
+                return
 
     def check_rejections(self) -> None:
         """Frames rejected before any entry was recorded (the codec could not decode them)."""

@@ -31,6 +31,67 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class FaultsHandle:
+    """`helios.faults`: arm, list and clear the server's faults (docs/FAULTS.md) from a test."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def inject(
+        self,
+        kind: str,
+        session_id: str | None = None,
+        at_chunk: int | None = None,
+        after_seconds: float | None = None,
+        on_command: str | None = None,
+        count: int | None = 1,
+        probability: float | None = None,
+        params: dict[str, Any] | None = None,
+        **kind_params: Any,
+    ) -> dict[str, Any]:
+        """Arm one fault; return it as the server listed it (raises with the server's detail if refused).
+
+        The kind's parameters are keyword arguments (`reason=...`); a parameter whose name is also a
+        trigger field (slow_chunks' `count`) goes in `params={"count": 2}`.
+        """
+        body: dict[str, Any] = {"kind": kind, "params": {**(params or {}), **kind_params}}
+        for key, value in (
+            ("session_id", session_id),
+            ("at_chunk", at_chunk),
+            ("after_seconds", after_seconds),
+            ("on_command", on_command),
+            ("count", count),
+            ("probability", probability),
+        ):
+            if value is not None:
+                body[key] = value
+        resp = httpx.post(self._url + "/admin/faults", json=body, timeout=10)
+        if resp.status_code != 201:
+            raise ValueError(f"POST /admin/faults answered {resp.status_code}: {resp.text}")
+        fault: dict[str, Any] = resp.json()
+        return fault
+
+    def list(self) -> list[dict[str, Any]]:
+        resp = httpx.get(self._url + "/admin/faults", timeout=10)
+        resp.raise_for_status()
+        faults: list[dict[str, Any]] = resp.json()["faults"]
+        return faults
+
+    def get(self, fault_id: str) -> dict[str, Any]:
+        return next(f for f in self.list() if f["id"] == fault_id)
+
+    def remove(self, fault_id: str) -> dict[str, Any]:
+        resp = httpx.delete(f"{self._url}/admin/faults/{fault_id}", timeout=10)
+        resp.raise_for_status()
+        removed: dict[str, Any] = resp.json()
+        return removed
+
+    def clear(self) -> int:
+        resp = httpx.delete(self._url + "/admin/faults", timeout=10)
+        resp.raise_for_status()
+        return int(resp.json()["removed"])
+
+
 @dataclass
 class HeliosServer:
     """A mock server reachable at `url`: one this process started, or an external one (`process` None)."""
@@ -41,6 +102,11 @@ class HeliosServer:
     log_path: Path | None = None
     args: list[str] = field(default_factory=list)
     admin_token: str | None = field(default_factory=lambda: os.environ.get("HELIOS_MOCK_ADMIN_TOKEN") or None)
+
+    @property
+    def faults(self) -> FaultsHandle:
+        """Fault injection: `helios.faults.inject("gpu_failure", at_chunk=2)`; cleared by reset()."""
+        return FaultsHandle(self.url)
 
     @classmethod
     def start(
@@ -148,7 +214,7 @@ class HeliosServer:
         return {"X-Helios-Admin-Token": self.admin_token} if self.admin_token else {}
 
     def reset(self) -> None:
-        """Close every session and forget every record (between tests)."""
+        """Close every session, forget every record, disarm every fault (back to the start-up faults)."""
         httpx.post(self.url + "/admin/reset", headers=self.admin_headers, timeout=10).raise_for_status()
 
     def record(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class WireClient:
         resp = await self.http.post("/sessions", json=payload, headers=self._headers())
         resp.raise_for_status()
         self.session_id = resp.json()["session_id"]
-        delay = 0.05
+        delay = 0.2  # the documented readiness backoff: 0.2 s, doubling (PROTOCOL.md §1.10)
         for _ in range(100):
             resp = await self.http.get(f"/sessions/{self.session_id}", headers=self._headers())
             resp.raise_for_status()

@@ -86,6 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
+    problem = _fault_problem(settings)
+    if problem:
+        return _fail(problem)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -149,6 +152,20 @@ def _copy_protos(out: Path) -> list[Path]:
     return changed
 
 
+def _fault_problem(settings: Settings) -> str:
+    """Check the start-up faults (--faults, --chaos) before serving: the problems in plain words, or ''."""
+    from mock_server.faults import FaultInvalid, chaos_preset, load_faults
+
+    try:
+        if settings.faults_file:
+            load_faults(settings.faults_file)
+        if settings.chaos:
+            chaos_preset(settings.chaos)
+    except FaultInvalid as exc:
+        return "\n".join(exc.problems)
+    return ""
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from mock_server.schema_files import write_schema_files
 
@@ -206,6 +223,9 @@ SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field,
     ("--max-candidates-per-connection", "max_candidates_per_connection", None, "limit: trickled ICE "
      "candidates per connection (256)"),
     ("--max-record-bytes", "max_record_bytes", None, "limit: JSON bytes of one session's record (8 MiB)"),
+    ("--faults", "faults_file", "FILE", "YAML or JSON fault file armed at start-up (docs/FAULTS.md)"),
+    ("--chaos", "chaos", "{light,heavy}", "arm a chaos preset of probability faults (load runs)"),
+    ("--fault-seed", "fault_seed", None, "seed of the fault registry's random draws (default 0)"),
     ("--log-level", "log_level", "{debug,info,warning,error}", "default info"),
     ("--api-key", "api_keys", "KEY[,KEY…]", "API keys /tokens accepts (comma-separated, or repeat the flag); "
      "default: any non-empty key"),

@@ -156,6 +156,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "max_record_entry_bytes": _integer(256),
     "keep_closed_sessions": _integer(0),
     "max_closed_record_bytes": _integer(0),
+    "faults_file": str,
+    "chaos": _choice("", "light", "heavy"),
+    "fault_seed": _integer(0),
     "jwt_secret": str,
     "api_keys": lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
     "accept_opaque_tokens": _boolean,
@@ -201,6 +204,9 @@ class Settings:
     jwt_secret: str = ""  # HS256 key for minted tokens (≥ 32 chars); empty = random per process
     api_keys: tuple[str, ...] = ()  # API keys POST/GET /tokens accepts; empty = any non-empty key
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
+    fault_seed: int = 0  # seed of the fault registry's random draws (chaos faults)
+    faults_file: str = ""  # YAML/JSON fault file armed at start-up and after each reset
+    chaos: str = ""  # chaos preset armed at start-up and after each reset ("light" | "heavy")
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
     log_format: str = "text"  # "text" | "json" (one object per line)
     # ---- HTTP and session limits (docs/LIMITS.md "HTTP and session limits")

@@ -5,6 +5,8 @@
 * ``messages/<type>.json``  JSON Schema of one message's ``data``, from
   ``mock_server.model.messages.MESSAGES``;
 * ``http/openapi.json``     the OpenAPI document of the HTTP API (``create_app(Settings()).openapi()``);
+* ``faults/fault.json``     JSON Schema of a fault body (``POST /admin/faults``, ``--faults`` items), from
+  ``mock_server.faults.fault_schema``;
 * ``model_schema.json``     the model schema served on ``requestSchema`` (``build_model_schema``).
 
 ``helios-mock schemas [--out schemas]`` rewrites them; ``tests/test_schema_files.py`` fails when they drift.
@@ -19,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-GENERATED_DIRS = ("commands", "messages", "http")
+GENERATED_DIRS = ("commands", "messages", "http", "faults")
 
 
 def dumps(obj: Any) -> str:
@@ -72,6 +74,7 @@ def http_openapi() -> dict[str, Any]:
 def render_schema_files() -> dict[str, str]:
     """Every generated file: path relative to the schemas directory -> its exact text."""
     from mock_server.config import VERSION
+    from mock_server.faults import fault_schema
     from mock_server.model.commands import COMMANDS
     from mock_server.model.messages import MESSAGES
     from mock_server.model.model_schema import build_model_schema
@@ -82,6 +85,7 @@ def render_schema_files() -> dict[str, str]:
     for type_ in MESSAGES:
         files[f"messages/{type_}.json"] = dumps(message_schema(type_))
     files["http/openapi.json"] = dumps(http_openapi())
+    files["faults/fault.json"] = dumps(fault_schema())
     files["model_schema.json"] = dumps(build_model_schema(VERSION))
     return files
 

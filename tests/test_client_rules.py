@@ -325,6 +325,59 @@ CASES: list[Case] = [
             .http("DELETE", "/sessions/sess_1", 404)
         ),  # JS deletes a session the server already ended: fine
     ),
+    (
+        "command-after-end",
+        lambda: T().ready().add("event", "session_ended", body={"reason": "x"}).cmd("set_seed", {"seed": 1}),
+        lambda: T().ready().cmd("set_seed", {"seed": 1}).add("event", "session_ended", body={"reason": "x"}),
+    ),
+    (
+        "no-delete-after-end",
+        lambda: (
+            T()
+            .http("POST", "/sessions", 201)
+            .add("event", "session_ended", dt=0.3, body={"reason": "the GPU worker failed"})
+        ),
+        lambda: (
+            T()
+            .http("POST", "/sessions", 201)
+            .add("event", "session_ended", dt=0.3, body={"reason": "the GPU worker failed"})
+            .http("DELETE", "/sessions/sess_1", 404)
+        ),
+    ),
+    (
+        "poll-too-fast",
+        lambda: (
+            T()
+            .http("POST", "/sessions", 201)
+            .http("GET", "/sessions/sess_1", 200)
+            .http("GET", "/sessions/sess_1", 200)
+        ),
+        lambda: (
+            T()
+            .http("POST", "/sessions", 201)
+            .http("GET", "/sessions/sess_1", 200)
+            .wait(0.2)
+            .http("GET", "/sessions/sess_1", 200)
+            .wait(0.4)
+            .http("GET", "/sessions/sess_1", 200)
+            .http("DELETE", "/sessions/sess_1", 200)
+        ),
+    ),
+    (
+        "reconnect-after-grace",
+        lambda: (
+            T()
+            .http("POST", "/start_session", 200)
+            .add("event", "session_ended", body={"reason": "no client reconnected within 30 s"})
+            .http("PUT", "/sessions/local/transport/webrtc/sdp_params", 404)
+        ),
+        lambda: (
+            T()
+            .http("POST", "/start_session", 200)
+            .http("PUT", "/sessions/local/transport/webrtc/sdp_params", 202)
+            .add("event", "session_ended", body={"reason": "no client reconnected within 30 s"})
+        ),
+    ),
 ]
 
 

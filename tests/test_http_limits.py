@@ -106,7 +106,8 @@ async def test_deeply_nested_bodies_get_422_on_every_lenient_route(depth: int) -
 
 
 async def _slot(http: httpx.AsyncClient, size: int) -> str:
-    resp = await http.post("/sessions/local/uploads", json={"name": "a.png", "size": size, "mime_type": "image/png"})
+    body = {"name": "a.png", "size": size, "mime_type": "image/png"}
+    resp = await http.post("/sessions/local/uploads", json=body)
     assert resp.status_code == 201, resp.text
     return str(resp.json()["presigned_id"])
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from mock_server.errors import NotFound
-from mock_server.services.registry import LOCAL_ID, AnySession, Registry
+from mock_server.faults import parse_fault
+from mock_server.services.registry import LOCAL_ID, AnySession, ClosedSession, Registry
 from mock_server.session.record import Entry
 from mock_server.session.session import Session
 
@@ -31,6 +32,18 @@ def transcript(registry: Registry, session_id: str) -> dict[str, Any]:
     if not matches:
         raise NotFound(f"unknown session {session_id!r}")
     return matches[-1].record.to_json()
+
+
+def arm_fault(registry: Registry, body: Any) -> dict[str, Any]:
+    """POST /admin/faults: validate (422), check the target session runs (404), arm."""
+    spec = parse_fault(body)
+    session_age = None
+    if spec.session_id is not None:
+        session = live_session(registry, spec.session_id)
+        if session is None or session.closed:
+            raise NotFound(f"no running session {spec.session_id!r} to arm the fault on (GET /admin/record)")
+        session_age = session.faults.elapsed()
+    return registry.faults.arm(spec, session_age=session_age).to_dict()
 
 
 def live_session(registry: Registry, session_id: str) -> Session | None:
@@ -93,6 +106,7 @@ def session_view(session: AnySession) -> dict[str, Any]:
         "connections": connections,
         "rejections": [r.to_json() for r in session.record.rejections],
         "record_truncated": session.record.truncation(),
+        "faults": _fired_faults(session),  # faults fired in this session (kind, params, chunk, time)
         "http": [_http_view(e) for e in entries if e.direction == "http"],
         "commands": [_command_view(e) for e in entries if e.kind == "CommandIn" and isinstance(e.body, dict)],
         "entries": [e.to_json() for e in entries],  # the transcript, for conformance.client_rules
@@ -116,3 +130,9 @@ def _command_view(entry: Entry) -> dict[str, Any]:
         "chunk": entry.chunk,
         "t": round(entry.t, 4),
     }
+
+
+def _fired_faults(session: AnySession) -> list[dict[str, Any]]:
+    if isinstance(session, ClosedSession):
+        return list(session.fired_faults)
+    return list(session.faults.fired)

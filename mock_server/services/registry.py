@@ -18,6 +18,7 @@ from typing import Any
 
 from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ApiError, Conflict, NotFound
+from mock_server.faults import Fault, FaultRegistry, chaos_preset, load_faults
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.metrics import Metrics
 from mock_server.model.model_schema import build_model_schema
@@ -53,6 +54,7 @@ class ClosedSession:
     chunks_generated: int
     connection_views: list[dict[str, Any]]
     record: SessionRecord
+    fired_faults: list[dict[str, Any]]
     closed: bool = True
     local_state: str = "CLOSING"
 
@@ -66,6 +68,7 @@ class ClosedSession:
             chunks_generated=session.chunks_generated,
             connection_views=[c.describe() for c in session.connections.values()],
             record=session.record,
+            fired_faults=list(session.faults.fired),
         )
 
 
@@ -90,6 +93,8 @@ class Registry:
         self._ready_at: dict[str, float] = {}
         self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
         self._collect_pending = False
+        self.faults = new_fault_registry(settings)
+        self._queued: dict[str, tuple[str, float]] = {}  # session id -> (state, until): creation faults
 
     # ------------------------------------------------------------------ descriptors
 
@@ -107,6 +112,8 @@ class Registry:
             state = session.local_state
         elif session.closed:
             state = "CLOSED"
+        elif session.id in self._queued and time.monotonic() < self._queued[session.id][1]:
+            return {**base, "state": self._queued[session.id][0]}
         elif time.monotonic() < self._ready_at.get(session.id, 0.0):
             return {**base, "state": "PENDING"}
         else:
@@ -132,7 +139,9 @@ class Registry:
         _note_generation(body)
         if self.local is not None and not self.local.closed:
             return self.local  # idempotent, as RT2 (RT3: 409); see docs/DECISIONS.md
+        self._refusal_fault()
         self.local = self._new_session(LOCAL_ID, "local", account=None)
+        self._creation_fault(self.local)
         return self.local
 
     async def stop_local(self, reason: object = None) -> None:
@@ -177,6 +186,7 @@ class Registry:
             )
         check_creation(principal, model)
         _note_generation(body)
+        self._refusal_fault()
         now = time.monotonic()
         self._check_rate_limits(principal.account, now)
         self.budgets.charge(principal, time.time())
@@ -191,6 +201,7 @@ class Registry:
         )
         self._ready_at[session.id] = now + self.settings.pending_delay
         session.record.add("http", "POST /sessions", body={"status": 201})
+        self._creation_fault(session)
         return session
 
     def _check_rate_limits(self, account: str, now: float) -> None:
@@ -273,12 +284,15 @@ class Registry:
             account=account,
             max_duration=max_duration,
             on_closed=self._closed,
+            fault_registry=self.faults,
         )
         self.sessions[session_id] = session
         session.start()
         return session
 
     def _closed(self, session: Session) -> None:
+        self.faults.on_session_closed(session.id)
+        self._queued.pop(session.id, None)
         self.sessions.pop(session.id, None)
         if self.local is session:
             self.local = None
@@ -315,9 +329,54 @@ class Registry:
         self.owners.clear()
         self.budgets.clear()
         self._creations.clear()
+        self.faults = new_fault_registry(self.settings)
+        self._queued.clear()
 
     async def shutdown(self, reason: str = "the server is shutting down") -> None:
         await asyncio.gather(*(s.close(reason) for s in list(self.sessions.values())), return_exceptions=True)
+
+    # ------------------------------------------------------------------ creation faults
+
+    def _refusal_fault(self) -> None:
+        """A session_refused fault answers this creation request with its HTTP error."""
+        fault = self.faults.on_create_request()
+        if fault is not None:
+            log.warning("fault %s: session creation refused with %s", fault.id, fault.params.status)
+            raise fault.params.error()
+
+    def _creation_fault(self, session: Session) -> None:
+        """Bind the next-session faults to a new session and perform its queue_wait / session_closed."""
+        fault = self.faults.on_session_created(session.id)
+        if fault is None:
+            return
+        session.faults.note(fault, 0)
+        params = fault.params
+        if fault.kind == "queue_wait":
+            if session.mode == "local":
+                log.warning("fault %s: queue_wait does not apply to a local session (no polling)", fault.id)
+                return
+            self._queued[session.id] = (params.state, time.monotonic() + params.seconds)
+        elif fault.kind == "session_closed":
+            self._queued[session.id] = ("PENDING", float("inf"))
+            session.tasks.spawn("session_closed fault", _close_later(session, params.seconds, params.reason))
+
+
+async def _close_later(session: Session, seconds: float, reason: str) -> None:
+    await asyncio.sleep(seconds)
+    await session.close(reason)
+
+
+def new_fault_registry(settings: Settings) -> FaultRegistry:
+    """A fresh fault registry seeded by --fault-seed, with the start-up faults (--faults, --chaos) armed."""
+    registry = FaultRegistry(settings.fault_seed)
+    armed: list[Fault] = []
+    if settings.faults_file:
+        armed += [registry.arm(spec) for spec in load_faults(settings.faults_file)]
+    if settings.chaos:
+        armed += [registry.arm(spec) for spec in chaos_preset(settings.chaos)]
+    if armed:
+        log.info("armed %d start-up fault(s): %s", len(armed), ", ".join(f.kind for f in armed))
+    return registry
 
 
 def _note_generation(body: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mock_server.config import Settings
@@ -30,6 +30,7 @@ class ChunkClock:
         *,
         has_live_client: Callable[[], bool],
         broadcast: Callable[[Message], None],
+        on_chunk_begin: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self._session_id = session_id
         self._settings = settings
@@ -39,7 +40,20 @@ class ChunkClock:
         self._broadcast = broadcast
         self._wake_event = asyncio.Event()
         self._stopped = False
+        self._on_chunk_begin = on_chunk_begin
+        self._stall_for = 0.0  # seconds of stall still to serve before the next frame
+        self._slow_chunks = 0  # chunks still to pace slower
+        self._slow_factor = 1.0
         self.chunks_generated = 0
+
+    def stall(self, seconds: float) -> None:
+        """No frame and no chunk_complete for `seconds` (wall clock), starting before the next frame."""
+        self._stall_for += seconds
+
+    def slow(self, count: int, factor: float) -> None:
+        """The next `count` chunks (the one in progress counts when it has frames left) take `factor` x."""
+        self._slow_chunks = count
+        self._slow_factor = factor
 
     def wake(self) -> None:
         """Something changed (a client became live, a command arrived): look again."""
@@ -65,27 +79,48 @@ class ChunkClock:
                 plan.chunk_index,
                 plan.prompt[:60],
             )
+            if self._on_chunk_begin is not None:
+                await self._on_chunk_begin(plan.chunk_index)
+                if self._stopped:
+                    return
             start = loop.time() if next_t is None else next_t
             next_t = await self._play(plan, start)
 
     async def _play(self, plan: ChunkPlan, next_t: float) -> float | None:
         """Publish the chunk's frames on time; the next chunk's start, or None when a reset dropped it."""
         loop = asyncio.get_running_loop()
-        interval = self._settings.frame_interval
         # frames are rendered only if raw frames are needed, at most once each
         renderer = functools.cache(functools.partial(ChunkRenderer, plan, self._settings.native_size))
         for frame_index in range(CHUNK_FRAMES):
+            if self._stall_for > 0:
+                next_t = await self._serve_stall(next_t)
             self._feed.publish(FrameRef(plan, frame_index, _cached(renderer, frame_index)))
-            next_t += interval
+            next_t += self._frame_interval()
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             if not self._helios.chunk_in_progress:  # reset dropped the chunk
                 self._feed.chunk_over = True
                 return None
         self._feed.chunk_over = True
+        if self._slow_chunks > 0:
+            self._slow_chunks -= 1
+        if self._stall_for > 0:  # a stall that began after the last frame holds chunk_complete back
+            next_t = await self._serve_stall(next_t)
         self.chunks_generated += 1
         for message in self._helios.complete_chunk():
             self._broadcast(message)
         return next_t
+
+    def _frame_interval(self) -> float:
+        factor = self._slow_factor if self._slow_chunks > 0 else 1.0
+        return self._settings.frame_interval * factor
+
+    async def _serve_stall(self, next_t: float) -> float:
+        """Sit out the pending stall; the schedule moves on by its length."""
+        loop = asyncio.get_running_loop()
+        seconds, self._stall_for = self._stall_for, 0.0
+        log.info("session %s: generation stalls for %g s", self._session_id, seconds)
+        await asyncio.sleep(seconds)
+        return max(next_t, loop.time() - seconds) + seconds
 
 
 def _cached(renderer: Callable[[], ChunkRenderer], frame_index: int) -> Callable[[], Any]:

@@ -54,6 +54,7 @@ class Connection:
         self.video_paused = not legacy
         self.channels: dict[str, RTCDataChannel] = {}
         self.answer_sdp: str | None = None
+        self.answer_ready_at = 0.0  # monotonic time the answer may be served (sdp_slow / sdp_timeout faults)
         self.early_candidates: list[TrickledCandidate] = []
         self.early_final = False
         self.candidates_taken = 0  # trickled candidates taken for the current offer, applied or buffered

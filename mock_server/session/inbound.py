@@ -13,9 +13,11 @@ from dataclasses import asdict
 from typing import Any
 
 from mock_server.model.commands import CommandRejected, validate_command
-from mock_server.model.helios import Helios
+from mock_server.model.helios import Helios, Message
+from mock_server.model.messages import CommandError
 from mock_server.model.model_schema import capabilities_commands
 from mock_server.session.connection import Connection
+from mock_server.session.faults import SessionFaults
 from mock_server.session.outbound import Outbox, record_body
 from mock_server.session.record import SessionRecord
 from mock_server.session.uploads import UploadStore
@@ -41,6 +43,7 @@ class InboundHandler:
         outbox: Outbox,
         is_closed: Callable[[], bool],
         on_command_done: Callable[[], None],
+        faults: SessionFaults | None = None,
     ) -> None:
         self._session_id = session_id
         self._helios = helios
@@ -51,15 +54,16 @@ class InboundHandler:
         self._is_closed = is_closed
         self._on_command_done = on_command_done
         self._command_lock = asyncio.Lock()
+        self._faults = faults
 
     async def handle(self, conn: Connection, channel: str, raw: str | bytes) -> None:
         """Decode one frame, record it (pings included: the conformance rules check keep-alives), dispatch."""
-        if self._is_closed():
-            return
+        closed = self._is_closed()
         try:
             msg = conn.codec.decode(channel, raw)
         except w.WireError as err:
-            self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
+            if not closed:
+                self._reject(conn, err.code, err.message, None, raw, reply_to=err.request_id, channel=channel)
             return
         self._record.add(
             "in",
@@ -70,7 +74,8 @@ class InboundHandler:
             body=record_body(msg),
             request_id=getattr(msg, "request_id", ""),
         )
-        await self._dispatch(conn, msg, raw)
+        if not closed:  # a frame after the end is recorded (the client rules judge it), never run
+            await self._dispatch(conn, msg, raw)
 
     async def _dispatch(self, conn: Connection, msg: Any, raw: str | bytes) -> None:
         match msg:
@@ -129,6 +134,8 @@ class InboundHandler:
         params: dict[str, Any] = dict(cmd.data)
         for name, ref in cmd.uploads.items():
             params[name] = asdict(ref)
+        if self._faults is not None and not await self._command_fault(conn, cmd, params):
+            return
         try:
             validated = validate_command(cmd.type, params)
             uploads = await self._uploads.resolve(cmd.type, validated)
@@ -158,6 +165,25 @@ class InboundHandler:
         if outcome.state is not None:
             self._outbox.broadcast(outcome.state)
         self._on_command_done()
+
+    async def _command_fault(self, conn: Connection, cmd: w.CommandIn, params: dict[str, Any]) -> bool:
+        """Ask the fault registry about this command; perform a fired fault. True = run the command."""
+        assert self._faults is not None
+        fault = self._faults.on_command(cmd.type, params, self._helios.current_chunk)
+        if fault is None:
+            return True
+        if fault.kind == "command_error":  # as a model refusal: broadcast, then the v1 ack; no state
+            refusal = CommandError(command=cmd.type, reason=fault.params.reason)
+            self._outbox.broadcast(Message(refusal.TYPE, refusal.model_dump()))
+            if cmd.request_id:
+                self._outbox.send_out(conn, w.AckOut(cmd.request_id))
+            return False
+        if fault.kind == "internal_error":  # as a crashing handler: v1 Error reply, v0 nothing
+            why = f"{cmd.type}: {fault.params.message}"
+            self._reject(conn, "internal_error", why, cmd.type, repr(cmd), reply_to=cmd.request_id)
+            return False
+        await self._faults.apply(fault, command=cmd.type)  # moderation
+        return bool(fault.params.action == "warn") and not self._is_closed()
 
     def _reject(
         self,

@@ -28,7 +28,7 @@ def json_size(item: Any) -> int:
 @dataclass
 class Entry:
     t: float  # seconds since the session was created
-    direction: str  # "in" (client -> server), "out" (server -> client), "http", "event"
+    direction: str  # "in" (client -> server), "out" (server -> client), "http", "event", "fault"
     kind: str  # e.g. "command", "message", "ack", "error", "ping", "GET /session"
     connection_id: int | None = None
     channel: str | None = None

@@ -16,18 +16,21 @@ from collections.abc import Callable
 from typing import Any
 
 from mock_server.config import Settings
+from mock_server.faults import FaultRegistry
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.media.feed import FrameFeed
 from mock_server.model.helios import Helios
 from mock_server.session.clock import ChunkClock
 from mock_server.session.connection import Connection
+from mock_server.session.faults import FaultActions, SessionFaults
 from mock_server.session.inbound import RECORDER_DISABLED, TRACKS, InboundHandler
 from mock_server.session.outbound import Outbox
 from mock_server.session.record import SessionRecord
 from mock_server.session.signalling import Signalling
 from mock_server.session.tasks import TaskSupervisor
 from mock_server.session.uploads import Upload, UploadStore
-from mock_server.session.watchdog import Watchdog
+from mock_server.session.watchdog import Watchdog, expiry_reason
+from mock_server.transport.video_track import PacketLoss
 from mock_server.wire import common as w
 from mock_server.wire import provisional_codec
 
@@ -52,6 +55,7 @@ class Session:
         max_duration: float | None = None,
         chunk_cache: EncodedChunkCache | None = None,
         on_closed: Callable[[Session], None] | None = None,
+        fault_registry: FaultRegistry | None = None,
     ) -> None:
         self.id = session_id
         self.mode = mode  # "local" | "production"
@@ -72,17 +76,11 @@ class Session:
         self.close_reason: str | None = None
         self._on_closed = on_closed
         self._closing: asyncio.Task[None] | None = None
+        self.faults = SessionFaults(session_id, fault_registry, self.record, self.created_at)
+        self.packet_loss = PacketLoss()
         self.tasks = TaskSupervisor(session_id, self.record, self._task_failed)
-        self.uploads = UploadStore(session_id, settings, self.record)
-        finish = functools.partial(self.tasks.spawn, cancel_on_close=False)
-        self.signalling = Signalling(
-            session_id,
-            self.record,
-            self._new_connection,
-            finish,
-            max_connections=settings.max_connections_per_session,
-            max_candidates=settings.max_candidates_per_connection,
-        )
+        self.uploads = UploadStore(session_id, settings, self.record, on_put=self.faults.on_upload_put)
+        self.signalling = self._make_signalling()
         self.connections: dict[int, Connection] = self.signalling.connections
         self.outbox = Outbox(self.record, self.connections, lambda: self.helios.current_chunk)
         self.clock = ChunkClock(
@@ -92,6 +90,7 @@ class Session:
             self.feed,
             has_live_client=lambda: bool(self.live_connections),
             broadcast=self.outbox.broadcast,
+            on_chunk_begin=self.faults.on_chunk_begin,
         )
         self.watchdog = Watchdog(
             session_id,
@@ -101,6 +100,7 @@ class Session:
             drop=self.drop_connection,
             end=self.close,
             max_duration=self.max_duration,
+            on_tick=lambda: self.faults.on_tick(self.helios.current_chunk),
         )
         self.inbound = InboundHandler(
             session_id,
@@ -111,7 +111,9 @@ class Session:
             outbox=self.outbox,
             is_closed=lambda: self.closed,
             on_command_done=self.clock.wake,
+            faults=self.faults,
         )
+        self.faults.actions = self._fault_actions()
 
     # ------------------------------------------------------------------ state
 
@@ -171,6 +173,46 @@ class Session:
         if conn.peer is not None:
             await conn.peer.close()
         self._connection_changed(conn)
+
+    def _make_signalling(self) -> Signalling:
+        finish = functools.partial(self.tasks.spawn, cancel_on_close=False)
+        return Signalling(
+            self.id,
+            self.record,
+            self._new_connection,
+            finish,
+            max_connections=self.settings.max_connections_per_session,
+            max_candidates=self.settings.max_candidates_per_connection,
+            on_offer=self.faults.on_offer,
+            on_answered=lambda peer: self.packet_loss.install(peer.pc),
+        )
+
+    # ------------------------------------------------------------------ fault effects
+
+    def _fault_actions(self) -> FaultActions:
+        return FaultActions(
+            end=self._end_by_fault,
+            drop_transports=self._drop_transports,
+            stall=self.clock.stall,
+            slow=self.clock.slow,
+            media_loss=self.packet_loss.start,
+            notify=self._notify_all,
+            expiry_reason=lambda: expiry_reason(self.max_duration),
+        )
+
+    def _notify_all(self, out: w.Outbound) -> None:
+        for conn in self.live_connections:
+            self.outbox.send_out(conn, out)
+
+    async def _drop_transports(self, why: str) -> None:
+        """Close every peer as if the network dropped; the reconnect grace starts (transport_drop)."""
+        for conn in list(self.connections.values()):
+            if conn.peer is not None:
+                await self.drop_connection(conn, why)
+
+    async def _end_by_fault(self, reason: str) -> None:
+        self.clock.stop()  # no further chunk once the end has begun
+        await self.close(reason)
 
     # ------------------------------------------------------------------ the end
 

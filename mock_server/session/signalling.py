@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from mock_server.errors import Conflict, Invalid, NotFound, TooLarge
 from mock_server.session.connection import Connection
+from mock_server.session.faults import OfferEffect
 from mock_server.session.record import SessionRecord
-from mock_server.transport.peer import OfferError, TrickledCandidate, offer_ufrag
+from mock_server.transport.peer import OfferError, PeerTransport, TrickledCandidate, offer_ufrag
 from mock_server.wire import provisional_codec
 
 log = logging.getLogger("helios_mock.session")
@@ -36,6 +38,8 @@ class AnswerPoll:
 
 ConnectionFactory = Callable[[int, bool], Connection]
 Spawn = Callable[[str, Coroutine[Any, Any, None]], object]
+OfferHook = Callable[[], OfferEffect]
+AnsweredHook = Callable[[PeerTransport], None]
 
 
 class Signalling:
@@ -50,10 +54,14 @@ class Signalling:
         *,
         max_connections: int = 16,
         max_candidates: int = 256,
+        on_offer: OfferHook | None = None,
+        on_answered: AnsweredHook | None = None,
     ) -> None:
         self._session_id = session_id
         self._max_connections = max_connections  # registered connections (each may hold a peer)
         self._max_candidates = max_candidates  # trickled candidates per connection
+        self._on_offer = on_offer
+        self._on_answered = on_answered
         self._record = record
         self._make_connection = make_connection
         self._spawn = spawn
@@ -127,6 +135,7 @@ class Signalling:
     ) -> None:
         """Answer an offer (first POST or PUT reconnect); the answer is kept for the GET poll."""
         old_peer = conn.peer
+        effect = self._on_offer() if self._on_offer is not None else OfferEffect()
         if not conn.codec_latched:
             conn.codec = provisional_codec(
                 flat_route=conn.legacy, sdk_type=client_info.get("sdk_type"), offer_sdp=sdp_offer
@@ -148,6 +157,12 @@ class Signalling:
             log.warning("session %s connection %s: %s", self._session_id, conn.id, conn.answer_error)
             raise OfferError(conn.answer_error) from exc
         self._record.add("event", "answered offer", connection_id=conn.id, body={"codec": conn.codec.name})
+        conn.answer_ready_at = time.monotonic() + effect.hold
+        if effect.unreachable:  # ice_failure: the answer's candidates lead to a closed socket
+            log.info("session %s connection %s: ICE made unreachable (fault)", self._session_id, conn.id)
+            self._spawn(f"making connection {conn.id}'s ICE unreachable", peer.close())
+        elif self._on_answered is not None:
+            self._on_answered(peer)
 
     def answer(self, connection_id: int | None, *, legacy: bool) -> AnswerPoll:
         """The answer for a GET poll of the legacy route (`legacy`) or of `connection_id`."""
@@ -161,7 +176,7 @@ class Signalling:
             raise NotFound(f"unknown connection {connection_id}")
         if conn.answer_error:
             raise Invalid(f"the offer could not be answered: {conn.answer_error}")
-        if conn.answer_sdp is None:
+        if conn.answer_sdp is None or time.monotonic() < conn.answer_ready_at:
             return AnswerPoll(202, {})
         body: dict[str, Any] = {"sdp_answer": conn.answer_sdp}
         if not legacy:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,15 @@ class Upload:
 class UploadStore:
     """The upload slots of one session (freed when it ends)."""
 
-    def __init__(self, session_id: str, settings: Settings, record: SessionRecord) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        settings: Settings,
+        record: SessionRecord,
+        on_put: Callable[[], None] | None = None,
+    ) -> None:
         self._session_id = session_id
+        self._on_put = on_put  # fault hook: may raise the HTTP error an upload_failure fault asks for
         self._settings = settings
         self._record = record
         self._slots: dict[str, Upload] = {}
@@ -78,6 +85,8 @@ class UploadStore:
         (`declared`) before any byte is read, else at the first chunk past the size.
         """
         upload = self._slots[presigned_id]
+        if self._on_put is not None:
+            self._on_put()
         if time.monotonic() - upload.created_at > self._settings.upload_url_ttl:
             raise Forbidden("upload URL expired")
         if upload.data is not None:

@@ -29,6 +29,7 @@ class Watchdog:
         drop: DropConnection,
         end: EndSession,
         max_duration: float | None = None,
+        on_tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`max_duration`: seconds the session may run (a scoped token may ask for less than the server)."""
         self._session_id = session_id
@@ -40,6 +41,7 @@ class Watchdog:
         self._max_duration = settings.max_session_duration if max_duration is None else max_duration
         self._orphaned_since: float | None = None
         self._stopped = False
+        self._on_tick = on_tick
 
     def connection_live(self) -> None:
         """A connection became ready: the session is not orphaned."""
@@ -67,6 +69,10 @@ class Watchdog:
         period = min(1.0, settings.ping_timeout / 4, settings.reconnect_grace / 4)
         while not self._stopped:
             await asyncio.sleep(period)
+            if self._on_tick is not None:
+                await self._on_tick()
+                if self._stopped:
+                    return
             reason = await self._check(time.monotonic())
             if reason is not None:
                 await self._end(reason)
@@ -76,7 +82,7 @@ class Watchdog:
         """Drop silent connections; the reason to end the session, if it must end."""
         settings = self._settings
         if now - self._started_at > self._max_duration:
-            return f"session reached its maximum duration of {self._max_duration:g} s"
+            return expiry_reason(self._max_duration)
         for conn in list(self._connections.values()):
             if conn.ready and now - conn.last_inbound > settings.ping_timeout:
                 why = f"no frame from the client for {settings.ping_timeout:g} s (ping watchdog)"
@@ -84,3 +90,8 @@ class Watchdog:
         if self._orphaned_since is not None and now - self._orphaned_since > settings.reconnect_grace:
             return f"no client reconnected within {settings.reconnect_grace:g} s"
         return None
+
+
+def expiry_reason(max_duration: float) -> str:
+    """Why a session ends at its maximum duration (also the session_expiry fault's reason)."""
+    return f"session reached its maximum duration of {max_duration:g} s"

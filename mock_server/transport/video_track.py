@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import random
 import time
+from collections.abc import Awaitable, Callable
 
 import av
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import is_rtcp
 
 from mock_server.constants import CHUNK_FRAMES
 from mock_server.media.encoded_chunks import EncodedChunk, EncodedChunkCache
@@ -125,3 +129,52 @@ class EncodedVideoTrack(_GatedTrack):
         packet.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
         return packet
+
+
+class PacketLoss:
+    """Drops a share of the outgoing video RTP packets for a while (the `media_loss` fault).
+
+    Installed on each peer's DTLS transport, it wraps `_send_rtp`, through which aiortc sends every RTP
+    packet after packetizing: a dropped packet never reaches the network (RTCP always passes), so the
+    receiver sees real loss (gaps in sequence numbers, NACK/PLI, artefacts).
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+        self._percent = 0.0
+        self._until = 0.0
+        self.dropped = 0
+        self.passed = 0
+
+    def start(self, percent: float, seconds: float) -> None:
+        self._percent = percent
+        self._until = time.monotonic() + seconds
+
+    @property
+    def active(self) -> bool:
+        return self._percent > 0 and time.monotonic() < self._until
+
+    def drops(self, data: bytes) -> bool:
+        """Whether this packet is dropped now (never RTCP)."""
+        if not self.active or is_rtcp(data):
+            return False
+        if self._rng.random() * 100.0 < self._percent:
+            self.dropped += 1
+            return True
+        self.passed += 1
+        return False
+
+    def install(self, pc: RTCPeerConnection) -> None:
+        """Wrap the RTP send of every video sender's transport of `pc` (once per transport)."""
+        for sender in pc.getSenders():
+            transport = sender.transport
+            if sender.kind != "video" or transport is None or getattr(transport, "_loss_installed", False):
+                continue
+            send = transport._send_rtp
+
+            async def lossy(data: bytes, _send: Callable[[bytes], Awaitable[None]] = send) -> None:
+                if not self.drops(data):
+                    await _send(data)
+
+            setattr(transport, "_send_rtp", lossy)  # noqa: B010 - an instance wrapper of aiortc's method
+            setattr(transport, "_loss_installed", True)  # noqa: B010

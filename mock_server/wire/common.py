@@ -169,6 +169,17 @@ class SessionEndedOut:
 
 
 @dataclass(frozen=True)
+class ModerationOut:
+    """A moderation notice (runtime `moderation` on v0, control `Moderation` notification on v1)."""
+
+    action: str
+    input_kind: str
+    command: str
+    categories: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
 class TrackResponseOut:
     """Reply granting publish_track (never sent by Helios, which has no input tracks)."""
 
@@ -184,6 +195,7 @@ Outbound = (
     | ModelCapabilitiesOut
     | ClipFailedOut
     | SessionEndedOut
+    | ModerationOut
     | TrackResponseOut
 )
 

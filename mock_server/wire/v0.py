@@ -23,6 +23,7 @@ from mock_server.wire.common import (
     ModelCapabilitiesOut,
     ModelMessageOut,
     ModelSchemaOut,
+    ModerationOut,
     Outbound,
     Ping,
     RequestCapabilities,
@@ -251,6 +252,18 @@ class V0Codec:
                 return _runtime("clipFailed", {"reason": out.reason})
             case SessionEndedOut():
                 return _runtime("sessionEnded", {"reason": out.reason})
+            case ModerationOut():
+                return _runtime("moderation", _moderation_body(out))
             case TrackResponseOut():
                 return _control_response(out.reply_to, {"data": {"name": out.name}})
         raise TypeError(f"V0Codec cannot encode {type(out).__name__}")
+
+
+def _moderation_body(out: ModerationOut) -> dict[str, object]:
+    return {
+        "action": out.action,
+        "input_kind": out.input_kind,
+        "command": out.command,
+        "categories": list(out.categories),
+        "message": out.message,
+    }

@@ -28,6 +28,7 @@ from mock_server.wire.common import (
     ModelCapabilitiesOut,
     ModelMessageOut,
     ModelSchemaOut,
+    ModerationOut,
     Outbound,
     Ping,
     RequestClip,
@@ -256,6 +257,15 @@ class V1Codec:
             case SessionEndedOut():
                 ended = pb.SessionEnded(reason=out.reason)
                 return _frame(CONTROL, pb.ControlServerMessage(kind=NOTIFICATION, session_ended=ended))
+            case ModerationOut():
+                notice = pb.Moderation(
+                    action=out.action,
+                    input_kind=out.input_kind,
+                    command=out.command,
+                    categories=list(out.categories),
+                    message=out.message,
+                )
+                return _frame(CONTROL, pb.ControlServerMessage(kind=NOTIFICATION, moderation=notice))
             case TrackResponseOut():
                 granted = pb.PublishTrackResponse(name=out.name)
                 return _frame(
