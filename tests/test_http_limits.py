@@ -151,11 +151,12 @@ async def test_upload_longer_than_its_slot_is_refused_before_the_body_is_read() 
 async def test_upload_declared_size_and_slot_count_are_limited() -> None:
     async with _mock(max_upload_slots=2) as (url, _), httpx.AsyncClient(base_url=url, timeout=BOUND) as http:
         await http.post("/start_session", json={})
-        huge = await http.post("/sessions/local/uploads", json={"name": "a", "size": 10**30, "mime_type": "image/png"})
+        huge_body = {"name": "a", "size": 10**30, "mime_type": "image/png"}
+        huge = await http.post("/sessions/local/uploads", json=huge_body)
         assert huge.status_code == 413 and "max_upload_bytes" in _detail(huge)
         await _slot(http, 10)
         await _slot(http, 10)
-        third = await http.post("/sessions/local/uploads", json={"name": "a", "size": 10, "mime_type": "image/png"})
+        third = await http.post("/sessions/local/uploads", json={**huge_body, "size": 10})
         assert third.status_code == 409 and "max_upload_slots" in _detail(third)
         assert (await _statuses(http, "/sessions/local/uploads")) == [413, 201, 201, 409]
 

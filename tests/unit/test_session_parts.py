@@ -199,7 +199,9 @@ async def test_a_command_naming_an_unknown_or_unfilled_upload_is_rejected() -> N
 
 def _signalling() -> Signalling:
     def make(connection_id: int, legacy: bool) -> Any:
-        return SimpleNamespace(id=connection_id, legacy=legacy, answer_error=None, answer_sdp=None)
+        return SimpleNamespace(
+            id=connection_id, legacy=legacy, answer_error=None, answer_sdp=None, answer_ready_at=0.0
+        )
 
     return Signalling("s1", SessionRecord("s1", "local"), make, lambda what, work: work.close())
 
