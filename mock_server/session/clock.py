@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,8 @@ from mock_server.model.helios import Helios, Message
 from mock_server.model.plan import ChunkPlan
 
 log = logging.getLogger("helios_mock.session")
+
+PLAN_HISTORY = 256  # plans of the latest chunks kept per session (the inspector renders their frames)
 
 
 class ChunkClock:
@@ -40,6 +44,7 @@ class ChunkClock:
         self._wake_event = asyncio.Event()
         self._stopped = False
         self.chunks_generated = 0
+        self.plans: deque[tuple[float, ChunkPlan]] = deque(maxlen=PLAN_HISTORY)  # (monotonic begin, plan)
 
     def wake(self) -> None:
         """Something changed (a client became live, a command arrived): look again."""
@@ -65,6 +70,7 @@ class ChunkClock:
                 plan.chunk_index,
                 plan.prompt[:60],
             )
+            self.plans.append((time.monotonic(), plan))
             start = loop.time() if next_t is None else next_t
             next_t = await self._play(plan, start)
 
