@@ -3,6 +3,7 @@
 //
 // window.playground (for tests): {status, messages, errors, sent, connect(), sendCommand(name, params),
 // disconnect(), grab()}; grab() returns the frame on the <video> as a PNG data URL.
+import "./zod_jitless.js";
 import { Reactor } from "@reactor-team/js-sdk";
 
 const { h, short, page, header } = window.Insp;
