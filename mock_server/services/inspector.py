@@ -200,7 +200,8 @@ def _columns(session: Session, entries: list[Entry]) -> list[dict[str, Any]]:
 def _plan_view(plan: ChunkPlan, previous: ChunkPlan | None) -> dict[str, Any]:
     changes = []
     if previous is None or plan.chunk_index != previous.chunk_index + 1:
-        changes.append("generation (re)starts here" if previous is not None else "first chunk kept")
+        restart = previous is not None or plan.chunk_index == 0
+        changes.append("generation starts" if restart else "earliest chunk kept")
     for name, label in (("prompt", "prompt"), ("seed", "seed"), ("image_id", "image"), ("sr_scale", "sr")):
         value = getattr(plan, name)
         if previous is not None and value != getattr(previous, name):

@@ -107,7 +107,8 @@ def test_scenario_ran(run: InspectorRun, capsys: pytest.CaptureFixture[str]) -> 
     assert run.returncode == 0, "inspector scenario failed" + run.context()
     # (after disconnect, Chromium reports the SDK's closing data channel as an error: not the inspector's)
     t_disconnect = run.results["steps"]["disconnect_sent"]
-    errors = [c for c in run.results["console"] if c["type"] in ("error", "pageerror") and c["t"] < t_disconnect]
+    console = run.results["console"]
+    errors = [c for c in console if c["type"] in ("error", "pageerror") and c["t"] < t_disconnect]
     assert not errors, f"browser console errors before disconnect: {errors}" + run.context()
     for name in SCREENSHOTS:
         assert (ARTIFACTS / name).stat().st_size > 10_000, f"{name} missing or empty"
