@@ -69,7 +69,7 @@ def banner(settings: Settings, port: int) -> str:
     width, height = settings.native_size
     return (
         f"helios-mock {VERSION} serving {settings.mode} mode (speed {settings.speed:g}, {width}x{height}, "
-        f"media {settings.media}): API {base}  docs {base}/docs  metrics {base}/metrics"
+        f"media {settings.media}): API {base}  inspector {base}/  docs {base}/docs  metrics {base}/metrics"
     )
 
 GC_THRESHOLDS = (50_000, 20, 10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +18,8 @@ from mock_server.model.helios import Helios, Message
 from mock_server.model.plan import ChunkPlan
 
 log = logging.getLogger("helios_mock.session")
+
+PLAN_HISTORY = 256  # plans of the latest chunks kept per session (the inspector renders their frames)
 
 
 class ChunkClock:
@@ -45,6 +49,7 @@ class ChunkClock:
         self._slow_chunks = 0  # chunks still to pace slower
         self._slow_factor = 1.0
         self.chunks_generated = 0
+        self.plans: deque[tuple[float, ChunkPlan]] = deque(maxlen=PLAN_HISTORY)  # (monotonic begin, plan)
 
     def stall(self, seconds: float) -> None:
         """No frame and no chunk_complete for `seconds` (wall clock), starting before the next frame."""
@@ -79,6 +84,7 @@ class ChunkClock:
                 plan.chunk_index,
                 plan.prompt[:60],
             )
+            self.plans.append((time.monotonic(), plan))
             if self._on_chunk_begin is not None:
                 await self._on_chunk_begin(plan.chunk_index)
                 if self._stopped:
