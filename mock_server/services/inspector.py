@@ -110,7 +110,7 @@ def session_summary(registry: Registry, session: Session) -> dict[str, Any]:
         "commands_total": len(commands),
         "commands": [_command_row(e) for e in commands[-RECENT:]],
         "rejections_total": len(session.record.rejections),
-        "rejections": [r.to_json() for r in session.record.rejections[-RECENT:]],
+        "rejections": [r.to_json() for r in list(session.record.rejections)[-RECENT:]],
         "violations": violations(session),
         "faults": [e.to_json() for e in entries if e.kind == "fault"],
     }
