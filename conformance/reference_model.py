@@ -462,7 +462,7 @@ class ReferenceHelios:
 
     def _entry(self, i: int) -> dict[str, Any]:
         s = self.snapshots[i]
-        return {"index": i, "label": s.label, "chunk": s.chunk, "frame": CHUNK_FRAMES * s.chunk}
+        return {"snapshot_index": i, "label": s.label, "chunk": s.chunk, "frame": CHUNK_FRAMES * s.chunk}
 
     def _save_snapshot(self, p: dict[str, Any], image: Any) -> Expected:
         if not self.started:

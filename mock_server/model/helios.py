@@ -350,7 +350,12 @@ class Helios:
 
     def _entry(self, index: int) -> dict[str, Any]:
         snap = self._snapshots[index]
-        return {"index": index, "label": snap.label, "chunk": snap.chunk, "frame": CHUNK_FRAMES * snap.chunk}
+        return {
+            "snapshot_index": index,
+            "label": snap.label,
+            "chunk": snap.chunk,
+            "frame": CHUNK_FRAMES * snap.chunk,
+        }
 
     def _cmd_save_snapshot(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:
         if not self._started:
