@@ -133,7 +133,12 @@ def test_constraints() -> None:
     assert body("schedule_prompt")["properties"]["chunk"]["maximum"] == 1_000_000
     assert all(body(name)["additionalProperties"] is False for name in ADVERTISED)
     for name in ("start", "pause", "resume", "reset", "list_snapshots"):
-        assert body(name) == {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+        assert body(name) == {
+            "type": "object",
+            "properties": {},
+            "required": [],
+            "additionalProperties": False,
+        }
     for name in ADVERTISED:
         for prop in body(name)["properties"].values():
             assert prop.get("description")
