@@ -136,15 +136,17 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
 
 
 def _peek_request_id(raw: bytes) -> str:
-    """Best effort: the request_id of a frame that failed to parse, when it is the leading field."""
+    """Best effort: the request_id of a frame that failed to parse, when it is the leading field and
+    within MAX_REQUEST_ID_CHARS (the reply echoes it)."""
     try:
         tag, pos = _varint(raw, 0)
         if tag != (1 << 3) | 2:
             return ""
         length, pos = _varint(raw, pos)
-        if pos + length > len(raw):
+        if pos + length > len(raw) or length > 4 * MAX_REQUEST_ID_CHARS:
             return ""
-        return raw[pos : pos + length].decode("utf-8")
+        request_id = raw[pos : pos + length].decode("utf-8")
+        return request_id if len(request_id) <= MAX_REQUEST_ID_CHARS else ""
     except (IndexError, UnicodeDecodeError):
         return ""
 

@@ -334,6 +334,10 @@ def test_v1_request_id_is_bounded() -> None:
     raw = v1_command("start", {}, request_id="r" * (wc.MAX_REQUEST_ID_CHARS + 1))
     error = wire_error(V1Codec(), raw)
     assert error.code == "malformed_frame" and error.request_id == ""
+    # a frame too large (or unreadable) whose leading request_id is too long is not correlated either
+    huge_id = v1_command("start", {}, request_id="r" * 262_000) + b"\x00" * 300
+    assert wire_error(V1Codec(), huge_id).request_id == ""
+    assert wire_error(V1Codec(), huge_id[:-300] + b"\xff").request_id == ""
     assert isinstance(V1Codec().decode(DATA, v1_command("start", {}, request_id=LONG_REQUEST_ID)), CommandIn)
 
 
