@@ -46,6 +46,11 @@ INITIAL_STATE: dict[str, Any] = {  # the `state` payload of a fresh or reset ses
     "scheduled_prompts": {},
 }
 DEFAULT_SR = "2x"
+# Limits of docs/LIMITS.md (stated again here, not imported, to keep the reference independent).
+PROMPT_MAX, LABEL_MAX, UPLOAD_FIELD_MAX = 2_000, 200, 256
+SCHEDULE_ENTRIES, SCHEDULE_CHARS = 16, 14_000
+_CONTROL = set(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]))
+LEGACY: dict[str, dict[str, tuple[str, ...]]] = {"set_image": {"transition": ("cut", "blend")}}
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -55,28 +60,30 @@ DEFAULT_SR = "2x"
 class Param:
     """One command parameter as HELIOS.md §5.1 / §7 describe it."""
 
-    kind: str  # "string" | "integer" | "number" | "enum" | "upload"
+    kind: str  # "string" | "text" (no control characters) | "integer" | "number" | "enum" | "upload"
     required: bool = True
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] = ()
     default: Any = None
+    max_length: int | None = None
 
 
+_PROMPT = Param("text", max_length=PROMPT_MAX)
 PARAM_SPECS: dict[str, dict[str, Param]] = {
-    "set_prompt": {"prompt": Param("string")},
-    "schedule_prompt": {"prompt": Param("string"), "chunk": Param("integer", minimum=0)},
+    "set_prompt": {"prompt": _PROMPT},
+    "schedule_prompt": {"prompt": _PROMPT, "chunk": Param("integer", minimum=0, maximum=1_000_000)},
     "set_image": {"image": Param("upload")},
-    "set_conditioning": {"prompt": Param("string"), "image": Param("upload")},
+    "set_conditioning": {"prompt": _PROMPT, "image": Param("upload")},
     "set_image_strength": {"image_strength": Param("number", minimum=0, maximum=1)},
     "set_sr_scale": {"sr_scale": Param("enum", enum=("off", "2x", "4x"))},
-    "set_seed": {"seed": Param("integer", minimum=-1)},
+    "set_seed": {"seed": Param("integer", minimum=-1, maximum=2**53 - 1)},
     "start": {},
     "pause": {},
     "resume": {},
     "reset": {},
     "rewind": {"snapshot_index": Param("integer", required=False, default=-1)},
-    "save_snapshot": {"label": Param("string", required=False, default="")},
+    "save_snapshot": {"label": Param("text", required=False, default="", max_length=LABEL_MAX)},
     "list_snapshots": {},
     "clear_image": {},
 }
@@ -93,9 +100,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _coerce(kind: str, value: Any, where: str) -> Any:
-    if kind == "string":
+    if kind in ("string", "text"):
         if not isinstance(value, str):
             raise RefRejected(f"{where}: wrong type, expected a string")
+        if kind == "text" and _CONTROL.intersection(value):
+            raise RefRejected(f"{where}: holds a control character")
         return value
     if kind == "integer":
         if isinstance(value, float) and value.is_integer():
@@ -117,6 +126,8 @@ def _coerce(kind: str, value: Any, where: str) -> Any:
             if key not in value:
                 raise RefRejected(f"missing required parameter {where}.{key}")
             ref[key] = _coerce(key_kind, value[key], f"{where}.{key}")
+            if key_kind == "string" and len(ref[key]) > UPLOAD_FIELD_MAX:
+                raise RefRejected(f"{where}.{key}: longer than {UPLOAD_FIELD_MAX} characters")
         return ref
     raise AssertionError(kind)
 
@@ -124,11 +135,18 @@ def _coerce(kind: str, value: Any, where: str) -> Any:
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate like the runtime: unknown name, missing, wrong type, range, enum -> :class:`RefRejected`.
 
-    Returns the normalised parameters (defaults filled, integral doubles as ints, extra keys dropped).
+    Returns the normalised parameters (defaults filled, integral doubles as ints). An unexpected key is
+    rejected (as reactor-runtime does), except a legacy one with one of its documented values.
     """
     spec = PARAM_SPECS.get(name)
     if spec is None:
         raise RefRejected(f"unknown command {name!r}")
+    legacy = LEGACY.get(name, {})
+    for key in params:
+        if key in legacy and params[key] in legacy[key]:
+            continue
+        if key not in spec:
+            raise RefRejected(f"unexpected parameter {key!r}")
     out: dict[str, Any] = {}
     for key, param in spec.items():
         if key not in params:
@@ -145,6 +163,8 @@ def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
             raise RefRejected(f"{key}: above {param.maximum}")
         if isinstance(value, float) and math.isnan(value):
             raise RefRejected(f"{key}: not a number")
+        if param.max_length is not None and len(value) > param.max_length:
+            raise RefRejected(f"{key}: longer than {param.max_length} characters")
         out[key] = value
     return out
 
@@ -356,10 +376,25 @@ class ReferenceHelios:
             return image.reason
         return None
 
+    def _overflow(self, chunk: int, prompt: str) -> str | None:
+        """The schedule limits of docs/LIMITS.md: an entry at ``chunk`` is replaced, freeing its share."""
+        old = self.schedule.get(chunk)
+        if old is None and len(self.schedule) >= SCHEDULE_ENTRIES:
+            return (
+                f"schedule is full ({SCHEDULE_ENTRIES} pending prompts); wait until some apply, "
+                "replace one, or reset"
+            )
+        total = sum(len(v) for k, v in self.schedule.items() if k != chunk) + len(prompt)
+        if total > SCHEDULE_CHARS:
+            return f"pending prompts would total {total} characters; the limit is {SCHEDULE_CHARS}"
+        return None
+
     def _set_prompt(self, p: dict[str, Any], image: Any) -> Expected:
         if not p["prompt"].strip():
             return self._refuse("set_prompt", "empty prompt")
         chunk = self.earliest
+        if (overflow := self._overflow(chunk, p["prompt"])) is not None:
+            return self._refuse("set_prompt", overflow)
         self.schedule[chunk] = p["prompt"]
         return self._accept(
             (self._conditions(),), Msg("prompt_accepted", {"prompt": p["prompt"], "chunk": chunk})
@@ -372,6 +407,8 @@ class ReferenceHelios:
             return self._refuse(
                 "schedule_prompt", f"chunk {p['chunk']} is in the past (earliest is {self.earliest})"
             )
+        if (overflow := self._overflow(p["chunk"], p["prompt"])) is not None:
+            return self._refuse("schedule_prompt", overflow)
         self.schedule[p["chunk"]] = p["prompt"]
         answer = Msg("prompt_accepted", {"prompt": p["prompt"], "chunk": p["chunk"]})
         return self._accept((self._conditions(),), answer)
@@ -388,11 +425,13 @@ class ReferenceHelios:
     def _set_conditioning(self, p: dict[str, Any], image: ImageOK | ImageRefused | None) -> Expected:
         if not p["prompt"].strip():
             return self._refuse("set_conditioning", "empty prompt")
+        chunk = self.earliest
+        if (overflow := self._overflow(chunk, p["prompt"])) is not None:
+            return self._refuse("set_conditioning", overflow)
         problem = self._image_problem(image)
         if problem is not None:
             return self._refuse("set_conditioning", problem)
         assert isinstance(image, ImageOK)
-        chunk = self.earliest
         self.schedule[chunk] = p["prompt"]
         self.image = image
         broadcasts = (
@@ -462,7 +501,7 @@ class ReferenceHelios:
 
     def _entry(self, i: int) -> dict[str, Any]:
         s = self.snapshots[i]
-        return {"index": i, "label": s.label, "chunk": s.chunk, "frame": CHUNK_FRAMES * s.chunk}
+        return {"snapshot_index": i, "label": s.label, "chunk": s.chunk, "frame": CHUNK_FRAMES * s.chunk}
 
     def _save_snapshot(self, p: dict[str, Any], image: Any) -> Expected:
         if not self.started:

@@ -47,6 +47,7 @@ INVALID_CATEGORIES = (
     "out_of_range",
     "non_integral",
     "bad_enum",
+    "unexpected_param",
     "unresolved_upload",
 )
 
@@ -207,10 +208,14 @@ REALISTIC_PROMPTS = (
 )
 
 
+# Prompts and labels hold no control characters but tab and line breaks (docs/LIMITS.md).
+_TEXT = st.characters(exclude_categories=("Cs", "Cc"))
+
+
 def prompts(*, blank: bool = True) -> st.SearchStrategy[str]:
     """Mostly realistic prompts, some arbitrary text, and (``blank``) some empty/whitespace ones."""
     realistic = st.sampled_from(REALISTIC_PROMPTS)
-    text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != "")
+    text = st.text(_TEXT, min_size=1, max_size=40).filter(lambda s: s.strip() != "")
     options = [realistic, realistic, realistic, text]
     if blank:
         options.append(st.sampled_from(["", " ", "\t\n "]))
@@ -221,22 +226,6 @@ def _ints(lo: int | None, hi: int | None) -> st.SearchStrategy[int | float]:
     """Integers, sometimes as integral doubles (v1 numbers are doubles: 3.0 is the integer 3)."""
     ints = st.integers(lo, hi)
     return st.one_of(ints, ints, ints.map(float))
-
-
-def _extras() -> st.SearchStrategy[dict[str, Any]]:
-    """Usually nothing; sometimes an unknown parameter, which must be ignored."""
-    junk = st.one_of(st.integers(-5, 5), st.text(max_size=5), st.booleans(), st.none(), st.just([1, "a"]))
-    return st.one_of(
-        st.just({}), st.just({}), st.just({}), st.dictionaries(st.just("x_extra"), junk, max_size=1)
-    )
-
-
-def _merge(pair: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
-    return {**pair[1], **pair[0]}
-
-
-def _with_extras(base: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.tuples(base, _extras()).map(_merge)
 
 
 # Named builders (not lambdas) so that Hypothesis prints falsifying cases as CommandCase('start', {...}).
@@ -251,14 +240,14 @@ def _case_with_uploads(name: str, pu: tuple[dict[str, Any], dict[str, UploadPlac
 _strengths = st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, 0, 1, 0.5]))
 _seeds = st.one_of(st.just(-1), st.just(-1.0), _ints(0, 2**32))
 _chunks = st.one_of(_ints(0, 12), _ints(0, 12), _ints(13, 10**6))
-_labels = st.one_of(st.sampled_from(["", "before the turn", "a"]), st.text(max_size=12))
+_labels = st.one_of(st.sampled_from(["", "before the turn", "a"]), st.text(_TEXT, max_size=12))
 
 
 def _valid(name: str) -> st.SearchStrategy[CommandCase]:
     def case(params: st.SearchStrategy[dict[str, Any]], **uploads: Any) -> st.SearchStrategy[CommandCase]:
         if not uploads:
-            return _with_extras(params).map(functools.partial(_case, name))
-        pu = st.tuples(_with_extras(params), st.fixed_dictionaries(uploads))
+            return params.map(functools.partial(_case, name))
+        pu = st.tuples(params, st.fixed_dictionaries(uploads))
         return pu.map(functools.partial(_case_with_uploads, name))
 
     match name:
@@ -451,6 +440,18 @@ def _bad_enum() -> st.SearchStrategy[CommandCase]:
     )
 
 
+def _unexpected_param() -> st.SearchStrategy[CommandCase]:
+    """A valid command plus a parameter it does not take (reactor-runtime: "unexpected argument")."""
+    junk = st.one_of(st.integers(-5, 5), st.text(max_size=5), st.booleans(), st.none(), st.just([1, "a"]))
+
+    def build(t: tuple[str, Any]) -> CommandCase:
+        params, uploads = _base(t[0])
+        params["x_extra"] = t[1]
+        return CommandCase(t[0], params, uploads, Invalid("unexpected_param", f"x_extra={t[1]!r}"))
+
+    return st.tuples(st.sampled_from(COMMAND_NAMES), junk).map(build)
+
+
 def _unresolved_upload() -> st.SearchStrategy[CommandCase]:
     def build(name: str, prompt: str) -> CommandCase:
         params = {"prompt": prompt} if name == "set_conditioning" else {}
@@ -467,6 +468,7 @@ _INVALID_BUILDERS = {
     "out_of_range": _out_of_range,
     "non_integral": _non_integral,
     "bad_enum": _bad_enum,
+    "unexpected_param": _unexpected_param,
     "unresolved_upload": _unresolved_upload,
 }
 

@@ -41,7 +41,7 @@ def _json_schema(model: type[BaseModel], title: str, comment: str) -> dict[str, 
 
 
 def command_schema(name: str) -> dict[str, Any]:
-    """JSON Schema of the parameters of command `name` (extra keys are allowed and ignored)."""
+    """JSON Schema of the parameters of command `name` (an unexpected key is rejected)."""
     from mock_server.model.commands import COMMANDS
 
     return _json_schema(

@@ -80,7 +80,7 @@ def test_each_file_is_a_valid_json_schema(rel: str) -> None:
 UPLOAD = {"upload_id": "u1", "name": "a.png", "mime_type": "image/png", "size": 15}
 PARAMS = [
     ("set_prompt", {"prompt": "a fox"}, True),
-    ("set_prompt", {"prompt": "a fox", "extra": 1}, True),
+    ("set_prompt", {"prompt": "a fox", "extra": 1}, False),
     ("set_prompt", {}, False),
     ("set_prompt", {"prompt": 3}, False),
     ("schedule_prompt", {"prompt": "x", "chunk": 2.0}, True),

@@ -54,7 +54,7 @@ async def test_v1_replies_and_their_order(session: tuple[WireClient, Stream]) ->
         ("set_seed", {"seed": 7.0}),  # an integral double is an integer (v1 numbers are doubles)
         ("set_image_strength", {"image_strength": 0.25}),
         ("set_sr_scale", {"sr_scale": "off"}),
-        ("set_prompt", {"prompt": "a red fox", "x_unknown": 1}),  # extra parameters are ignored
+        ("set_prompt", {"prompt": "a red fox"}),
     ):
         reply, state = await s.accepted(name, params)
         assert reply.kind == ("answer" if name == "set_prompt" else "ack"), (name, reply)
@@ -147,6 +147,8 @@ async def test_runtime_rejections_get_an_error_reply_and_change_nothing(
         ("set_sr_scale", {"sr_scale": "8x"}),
         ("rewind", {"snapshot_index": "last"}),
         ("set_image", {}),
+        ("set_prompt", {"prompt": "x", "x_unknown": 1}),  # an unexpected parameter (docs/DECISIONS.md)
+        ("set_prompt", {"prompt": "x" * 2001}),  # over the prompt limit (docs/LIMITS.md)
     ]
     for name, params in cases:
         reply = await s.command(name, params)

@@ -204,7 +204,7 @@ async def test_snapshots_and_rewind(session: tuple[WireClient, Stream], target: 
     await s.chunk(1, timeout=target.timeout(3))
     reply, _ = await s.accepted("save_snapshot", {"label": "turn"})
     saved = s.last_chunk + 1
-    entry = {"index": 0, "label": "turn", "chunk": saved, "frame": CHUNK_FRAMES * saved}
+    entry = {"snapshot_index": 0, "label": "turn", "chunk": saved, "frame": CHUNK_FRAMES * saved}
     assert reply.reply.data == {**entry, "count": 1}
     reply, _ = await s.accepted("set_prompt", {"prompt": TURN})
     switch = reply.reply.data["chunk"]

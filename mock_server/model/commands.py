@@ -4,8 +4,10 @@ Typing rules (v1 numbers are doubles, v0 is JSON):
 
 * integers accept ints and integral floats (``3.0`` -> ``3``); ``3.5``, booleans and strings are rejected;
 * numbers accept ints and floats, not booleans or strings;
-* strings must be strings (no coercion);
-* unknown extra keys are ignored.
+* strings must be strings (no coercion); prompts and labels are bounded and hold no control characters
+  other than tab, line feed and carriage return (model/limits.py, docs/LIMITS.md);
+* an unexpected parameter is rejected, as reactor-runtime's contract does ("unexpected argument"), except
+  the legacy ``transition`` of ``set_image`` (HELIOS.md §5.2), which is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from mock_server.model.limits import (
+    CHUNK_MAX,
+    LABEL_MAX_CHARS,
+    PROMPT_MAX_CHARS,
+    SEED_MAX,
+    TEXT_PATTERN,
+    UPLOAD_FIELD_MAX_CHARS,
+)
+from mock_server.textlimits import clip
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -26,26 +38,34 @@ def _integral_float_to_int(value: Any) -> Any:
 
 StrictInt = Annotated[int, BeforeValidator(_integral_float_to_int), Field(strict=True)]
 StrictNumber = Annotated[float, Field(strict=True)]
-StrictStr = Annotated[str, Field(strict=True)]
+UploadStr = Annotated[str, Field(strict=True, max_length=UPLOAD_FIELD_MAX_CHARS)]
+PromptText = Annotated[str, Field(strict=True, max_length=PROMPT_MAX_CHARS, pattern=TEXT_PATTERN)]
+LabelText = Annotated[str, Field(strict=True, max_length=LABEL_MAX_CHARS, pattern=TEXT_PATTERN)]
 SrScale = Literal["off", "2x", "4x"]
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UploadReference(_Params):
+class UploadReference(BaseModel):
     """Reference to a file uploaded via the Reactor upload protocol (HELIOS.md §7)."""
 
-    upload_id: StrictStr = Field(description="Id of the uploaded file.")
-    name: StrictStr = Field(description="File name given by the client.")
-    mime_type: StrictStr = Field(description="MIME type given by the client.")
+    # The reference's own extra keys are dropped: the codecs carry exactly these four fields.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    upload_id: UploadStr = Field(description="Id of the uploaded file.")
+    name: UploadStr = Field(description="File name given by the client.")
+    mime_type: UploadStr = Field(description="MIME type given by the client.")
     size: StrictInt = Field(description="Size in bytes.")
 
 
 # ------------------------------------------------------------------------------------------ field helpers
 
-_PROMPT_DESC = "Text prompt describing the video."
+_PROMPT_DESC = (
+    f"Text prompt describing the video (at most {PROMPT_MAX_CHARS} characters; tab and line breaks are "
+    "the only control characters allowed)."
+)
 _IMAGE_DESC = "Uploaded reference image (PNG, JPEG or WebP); centre-cropped to 5:3 and resized to 640x384."
 
 
@@ -63,14 +83,16 @@ def _image() -> Any:
 class SetPrompt(_Params):
     """Set the prompt from the next chunk (chunk 0 before start, the current chunk while paused)."""
 
-    prompt: StrictStr = _prompt()
+    prompt: PromptText = _prompt()
 
 
 class SchedulePrompt(_Params):
     """Schedule a prompt to take effect at a given chunk; an entry already at that chunk is replaced."""
 
-    prompt: StrictStr = _prompt()
-    chunk: StrictInt = Field(ge=0, description="Chunk at which the prompt takes effect (not in the past).")
+    prompt: PromptText = _prompt()
+    chunk: StrictInt = Field(
+        ge=0, le=CHUNK_MAX, description="Chunk at which the prompt takes effect (not in the past)."
+    )
 
 
 class SetImage(_Params):
@@ -82,7 +104,7 @@ class SetImage(_Params):
 class SetConditioning(_Params):
     """Set the prompt and the reference image together, in one transaction."""
 
-    prompt: StrictStr = _prompt()
+    prompt: PromptText = _prompt()
     image: UploadReference = _image()
 
 
@@ -103,7 +125,9 @@ class SetSrScale(_Params):
 class SetSeed(_Params):
     """Set the seed read at the next start (kept across reset)."""
 
-    seed: StrictInt = Field(ge=-1, description="Random seed; -1 draws a fresh seed at each start.")
+    seed: StrictInt = Field(
+        ge=-1, le=SEED_MAX, description="Random seed; -1 draws a fresh seed at each start."
+    )
 
 
 class Start(_Params):
@@ -134,7 +158,10 @@ class Rewind(_Params):
 class SaveSnapshot(_Params):
     """Save the current chunk boundary in the rewind buffer (50 entries, oldest dropped when full)."""
 
-    label: StrictStr = Field(default="", description="Free-form label stored with the snapshot.")
+    label: LabelText = Field(
+        default="",
+        description=f"Free-form label stored with the snapshot (at most {LABEL_MAX_CHARS} characters).",
+    )
 
 
 class ListSnapshots(_Params):
@@ -177,11 +204,18 @@ UPLOAD_PARAMS: dict[str, tuple[str, ...]] = {
 
 # ------------------------------------------------------------------------------------------ validation
 
+# Parameters a command accepts and ignores although they are not in its model: set_image's legacy
+# ``transition`` (older Helios docs, HELIOS.md §5.2), with the values those docs list.
+LEGACY_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {"set_image": {"transition": ("cut", "blend")}}
+
+MESSAGE_MAX_CHARS = 1_000  # a rejection message (it quotes client text) in a reply and a log line
+
 
 class CommandRejected(Exception):
     """A runtime-level rejection, before the model sees the command (HELIOS.md §3.3)."""
 
     def __init__(self, code: str, message: str) -> None:
+        message = clip(message, MESSAGE_MAX_CHARS)
         super().__init__(message)
         self.code = code  # "invalid_command" | "unresolved_upload" | "internal_error"
         self.message = message
@@ -190,7 +224,7 @@ class CommandRejected(Exception):
 def _show(value: Any, limit: int = 40) -> str:
     if isinstance(value, dict | list):
         return type(value).__name__
-    text = repr(value) if isinstance(value, str) else str(value)
+    text = repr(value[: limit + 1]) if isinstance(value, str) else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -203,34 +237,51 @@ def _bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:
     return lower, upper
 
 
+def _range_text(model: type[BaseModel], loc: list[str]) -> str:
+    lower, upper = _bounds(model, loc[0]) if len(loc) == 1 else (None, None)
+    if lower is not None and upper is not None:
+        return f"must be between {lower} and {upper}"
+    if lower is not None:
+        return f"must be at least {lower}"
+    if upper is not None:
+        return f"must be at most {upper}"
+    return "is out of range"
+
+
+_PLAIN: dict[str, str] = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "model_type": "must be an upload reference (upload_id, name, mime_type, size)",
+    "model_attributes_type": "must be an upload reference (upload_id, name, mime_type, size)",
+    "dict_type": "must be an upload reference (upload_id, name, mime_type, size)",
+    "string_pattern_mismatch": (
+        "must not hold control characters (tab, line feed and carriage return are the only ones allowed)"
+    ),
+}
+
+
 def _describe(model: type[BaseModel], error: Mapping[str, Any]) -> str:
     """One pydantic error in plain words: "<param> <what is wrong> (got <value>)"."""
-    loc = [str(part) for part in error.get("loc", ())]
+    loc = [clip(str(part), 40) for part in error.get("loc", ())]
     param = ".".join(loc) or "parameters"
     kind = error.get("type", "")
     value = error.get("input")
-    got = f" (got {_show(value)})"
+    ctx = error.get("ctx") or {}
     if kind == "missing":
         return f"missing required parameter '{param}'"
-    if kind == "int_type":
-        return f"{param} must be an integer{got}"
-    if kind == "float_type":
-        return f"{param} must be a number{got}"
-    if kind == "string_type":
-        return f"{param} must be a string{got}"
+    if kind == "extra_forbidden":
+        return f"unexpected parameter '{param}'"
+    if kind == "string_too_long":
+        length = len(value) if isinstance(value, str) else "?"
+        return f"{param} is {length} characters; the limit is {ctx.get('max_length')}"
+    if kind in _PLAIN:
+        return f"{param} {_PLAIN[kind]} (got {_show(value)})"
     if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"{param} must be one of {expected}{got}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{param} must be an upload reference (upload_id, name, mime_type, size){got}"
-    if kind in ("greater_than_equal", "less_than_equal") and len(loc) == 1:
-        lower, upper = _bounds(model, loc[0])
-        if lower is not None and upper is not None:
-            return f"{param} must be between {lower} and {upper}{got}"
-        if lower is not None:
-            return f"{param} must be at least {lower}{got}"
-        return f"{param} must be at most {upper}{got}"
-    return f"{param}: {error.get('msg', 'invalid value')}{got}"
+        return f"{param} must be one of {ctx.get('expected', '')} (got {_show(value)})"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{param} {_range_text(model, loc)} (got {_show(value)})"
+    return f"{param}: {error.get('msg', 'invalid value')} (got {_show(value)})"
 
 
 def _plain(value: Any) -> Any:
@@ -240,17 +291,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _without_legacy(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` minus the command's legacy parameters, after checking their values."""
+    legacy = LEGACY_PARAMS.get(name, {})
+    for key, allowed in legacy.items():
+        if key in data and data.pop(key) not in allowed:
+            choices = ", ".join(repr(v) for v in allowed)
+            raise CommandRejected(
+                "invalid_command", f"{name}: {key} must be one of {choices} (a legacy parameter, ignored)"
+            )
+    return data
+
+
+def _check_unexpected(name: str, model: type[BaseModel], data: Mapping[str, Any]) -> None:
+    unexpected = [key for key in data if key not in model.model_fields]
+    if not unexpected:
+        return
+    shown = ", ".join(f"'{clip(str(key), 40)}'" for key in unexpected[:5])
+    more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+    takes = ", ".join(model.model_fields) or "no parameters"
+    raise CommandRejected(
+        "invalid_command", f"{name}: unexpected parameter {shown}{more}; {name} takes {takes}"
+    )
+
+
 def validate_command(name: str, params: Mapping[str, Any] | None) -> BaseModel:
     """Validate a command's parameters; raise CommandRejected("invalid_command", ...) when they fail."""
     model = COMMANDS.get(name)
     if model is None:
         known = ", ".join(COMMANDS)
-        raise CommandRejected("invalid_command", f"unknown command {name!r}; known commands: {known}")
+        raise CommandRejected(
+            "invalid_command", f"unknown command '{clip(name, 64)}'; known commands: {known}"
+        )
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
         raise CommandRejected("invalid_command", f"{name}: parameters must be an object")
-    data = {key: _plain(value) for key, value in params.items()}
+    data = _without_legacy(name, {key: _plain(value) for key, value in params.items()})
+    _check_unexpected(name, model, data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

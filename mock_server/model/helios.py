@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from mock_server.constants import CHUNK_FRAMES, SNAPSHOT_CAPACITY
 from mock_server.model import messages as m
 from mock_server.model.commands import COMMANDS, validate_command
 from mock_server.model.images import ImageRejected, UploadedFile, condition_image
+from mock_server.model.limits import SCHEDULE_MAX_CHARS, SCHEDULE_MAX_ENTRIES
 from mock_server.model.plan import ChunkPlan, ReferenceImage
 
 __all__ = [
@@ -231,7 +232,7 @@ class Helios:
         return Outcome(False, (_msg(m.CommandError(command=command, reason=reason)),), None, None)
 
     @staticmethod
-    def _refuse_snapshot(command: str, reason: str) -> Outcome:
+    def _refuse_snapshot(command: Literal["rewind", "save_snapshot"], reason: str) -> Outcome:
         return Outcome(False, (_msg(m.RewindFailed(command=command, reason=reason)),), None, None)
 
     def _has_prompt(self) -> bool:
@@ -251,10 +252,29 @@ class Helios:
 
     # prompts and image
 
+    def _schedule_problem(self, chunk: int, prompt: str) -> str | None:
+        """Why ``prompt`` at ``chunk`` would overflow the schedule (docs/LIMITS.md), or None.
+
+        An entry already at ``chunk`` is replaced, so it frees its place and its characters.
+        """
+        replaced = self._schedule.get(chunk)
+        if replaced is None and len(self._schedule) >= SCHEDULE_MAX_ENTRIES:
+            return (
+                f"schedule is full ({SCHEDULE_MAX_ENTRIES} pending prompts); wait until some apply, "
+                "replace one, or reset"
+            )
+        total = sum(map(len, self._schedule.values())) - len(replaced or "") + len(prompt)
+        if total > SCHEDULE_MAX_CHARS:
+            return f"pending prompts would total {total} characters; the limit is {SCHEDULE_MAX_CHARS}"
+        return None
+
     def _cmd_set_prompt(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:
         if not p.prompt.strip():
             return self._refuse("set_prompt", "empty prompt")
         chunk = self.earliest_chunk
+        problem = self._schedule_problem(chunk, p.prompt)
+        if problem is not None:
+            return self._refuse("set_prompt", problem)
         self._schedule[chunk] = p.prompt
         answer = _msg(m.PromptAccepted(prompt=p.prompt, chunk=chunk))
         return self._accept((self._conditions(),), answer)
@@ -265,6 +285,9 @@ class Helios:
         earliest = self.earliest_chunk
         if p.chunk < earliest:
             return self._refuse("schedule_prompt", f"chunk {p.chunk} is in the past (earliest is {earliest})")
+        problem = self._schedule_problem(p.chunk, p.prompt)
+        if problem is not None:
+            return self._refuse("schedule_prompt", problem)
         self._schedule[p.chunk] = p.prompt
         answer = _msg(m.PromptAccepted(prompt=p.prompt, chunk=p.chunk))
         return self._accept((self._conditions(),), answer)
@@ -282,11 +305,14 @@ class Helios:
     def _cmd_set_conditioning(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:
         if not p.prompt.strip():
             return self._refuse("set_conditioning", "empty prompt")
+        chunk = self.earliest_chunk
+        problem = self._schedule_problem(chunk, p.prompt)
+        if problem is not None:
+            return self._refuse("set_conditioning", problem)
         try:
             image = self._image_of(uploads, "image")
         except ImageRejected as exc:
             return self._refuse("set_conditioning", exc.reason)
-        chunk = self.earliest_chunk
         self._schedule[chunk] = p.prompt
         self._image = image
         width, height = image.source_size
@@ -350,7 +376,12 @@ class Helios:
 
     def _entry(self, index: int) -> dict[str, Any]:
         snap = self._snapshots[index]
-        return {"index": index, "label": snap.label, "chunk": snap.chunk, "frame": CHUNK_FRAMES * snap.chunk}
+        return {
+            "snapshot_index": index,
+            "label": snap.label,
+            "chunk": snap.chunk,
+            "frame": CHUNK_FRAMES * snap.chunk,
+        }
 
     def _cmd_save_snapshot(self, p: Any, uploads: Mapping[str, Any]) -> Outcome:
         if not self._started:

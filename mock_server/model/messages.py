@@ -125,7 +125,7 @@ class SnapshotEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    index: int = Field(description="Position in the buffer, 0 = oldest.")
+    snapshot_index: int = Field(description="Position in the buffer, 0 = oldest; pass it to rewind.")
     label: str = Field(description="Label given when saved.")
     chunk: int = Field(description="current_chunk when saved.")
     frame: int = Field(description="current_frame when saved.")
@@ -136,7 +136,7 @@ class SnapshotSaved(_Message):
 
     TYPE = "snapshot_saved"
 
-    index: int = Field(description="Position of the new snapshot in the buffer, 0 = oldest.")
+    snapshot_index: int = Field(description="Position of the new snapshot in the buffer, 0 = oldest.")
     label: str = Field(description="Label given when saved.")
     chunk: int = Field(description="current_chunk when saved.")
     frame: int = Field(description="current_frame when saved.")
@@ -158,7 +158,7 @@ class RewindComplete(_Message):
 
     TYPE = "rewind_complete"
 
-    index: int = Field(description="Resolved snapshot index (>= 0).")
+    snapshot_index: int = Field(description="Resolved snapshot index (>= 0).")
     label: str = Field(description="Label of the snapshot.")
     chunk: int = Field(description="Chunk generation continues from.")
     frame: int = Field(description="Frame count generation continues from.")

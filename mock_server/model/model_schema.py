@@ -105,8 +105,9 @@ def _pascal(model: type[BaseModel]) -> str:
 
 
 def request_body_schema(command: str) -> dict[str, Any]:
-    """``{type: "object", properties, required}`` of one command (refs point into ``components``)."""
-    return _object_schema(COMMANDS[command], with_description=False)
+    """``{type: "object", properties, required, additionalProperties: false}`` of one command (refs point
+    into ``components``); closed because an unexpected parameter is rejected (docs/DECISIONS.md)."""
+    return {**_object_schema(COMMANDS[command], with_description=False), "additionalProperties": False}
 
 
 def _responses(command: str) -> dict[str, Any]:

@@ -9,18 +9,66 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mock_server.textlimits import clip
+
 DATA = "data"
 CONTROL = "control"
 
+# ---------------------------------------------------------------- inbound limits (docs/LIMITS.md)
+
+MAX_FRAME_BYTES = 262_144  # the SCTP max-message-size aiortc advertises (a=max-message-size:262144)
+MAX_JSON_DEPTH = 32  # nesting of arrays/objects in a v0 frame or a v1 command's data
+MAX_NAME_CHARS = 64  # a command name, a runtime message type, a track name
+MAX_REQUEST_ID_CHARS = 128  # echoed in every correlated reply, so bounded
+MAX_ERROR_MESSAGE_CHARS = 1_000  # an error text (it may quote client text) in a reply and a log line
+
+MALFORMED = "malformed_frame"
+INVALID_COMMAND = "invalid_command"
+
 
 class WireError(Exception):
-    """A frame that cannot be decoded (malformed JSON/protobuf, unknown scope or payload)."""
+    """A frame that cannot be decoded (malformed JSON/protobuf, unknown scope or payload, over a limit).
+
+    ``message`` is clipped to MAX_ERROR_MESSAGE_CHARS, so quoting client text in it never makes a reply
+    or a log line unbounded.
+    """
 
     def __init__(self, code: str, message: str, request_id: str = "") -> None:
+        message = clip(message, MAX_ERROR_MESSAGE_CHARS)
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+
+
+def frame_size(raw: str | bytes) -> int:
+    """Size of a frame on the wire: bytes as they are, text as UTF-8."""
+    if isinstance(raw, str):
+        return len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    return len(raw)
+
+
+def check_frame_size(raw: str | bytes, request_id: str = "") -> None:
+    """Raise WireError(malformed_frame) for a frame over MAX_FRAME_BYTES."""
+    size = frame_size(raw)
+    if size > MAX_FRAME_BYTES:
+        raise WireError(
+            MALFORMED,
+            f"frame is {size} bytes; the limit is {MAX_FRAME_BYTES} bytes (the data channel's "
+            "max-message-size)",
+            request_id,
+        )
+
+
+def check_name(value: str, what: str, code: str, request_id: str = "") -> str:
+    """``value`` when it is at most MAX_NAME_CHARS characters; otherwise WireError(code)."""
+    if len(value) > MAX_NAME_CHARS:
+        raise WireError(
+            code,
+            f"{what} is {len(value)} characters; the limit is {MAX_NAME_CHARS} (got '{clip(value, 40)}')",
+            request_id,
+        )
+    return value
 
 
 # ---------------------------------------------------------------- inbound (client -> server)

@@ -11,9 +11,17 @@ import json
 import math
 from typing import Any
 
+from mock_server.model.limits import UPLOAD_FIELD_MAX_CHARS
+from mock_server.textlimits import JsonRejected, clip, parse_json_bounded
 from mock_server.wire.common import (
     CONTROL,
     DATA,
+    INVALID_COMMAND,
+    MALFORMED,
+    MAX_FRAME_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_NAME_CHARS,
+    MAX_REQUEST_ID_CHARS,
     AckOut,
     ClipFailedOut,
     CommandIn,
@@ -35,14 +43,14 @@ from mock_server.wire.common import (
     TrackVerb,
     UploadRef,
     WireError,
+    check_frame_size,
+    check_name,
 )
 
 __all__ = ["V0Codec"]
 
-MALFORMED = "malformed_frame"
 UNKNOWN_SCOPE = "unknown_scope"
 UNKNOWN_RUNTIME = "unknown_runtime_message"
-INVALID_COMMAND = "invalid_command"
 
 _TRACK_EVENTS = {"pause_track": "pause", "resume_track": "resume", "unpublish_track": "unpublish"}
 _TRACK_METHODS = {"publish_track": "publish"}
@@ -58,17 +66,14 @@ def _runtime(type_: str, data: Any) -> tuple[str, str]:
 
 
 def _parse(raw: str | bytes) -> dict[str, Any]:
-    if isinstance(raw, bytes | bytearray | memoryview):
-        try:
-            raw = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise WireError(MALFORMED, "binary frame is not UTF-8 JSON text") from None
+    """One frame's JSON object, within the frame size, nesting depth and text rules (docs/LIMITS.md)."""
+    if isinstance(raw, memoryview):
+        raw = bytes(raw)
+    check_frame_size(raw)
     try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise WireError(MALFORMED, f"frame is not valid JSON ({exc.msg} at position {exc.pos})") from None
-    except (ValueError, RecursionError):
-        raise WireError(MALFORMED, "frame is not valid JSON (too deeply nested or unreadable)") from None
+        obj = parse_json_bounded(raw, max_depth=MAX_JSON_DEPTH, max_bytes=MAX_FRAME_BYTES)
+    except JsonRejected as exc:
+        raise WireError(MALFORMED, f"frame {exc.reason}") from None
     if not isinstance(obj, dict):
         raise WireError(MALFORMED, f"frame must be a JSON object, got {_json_type(obj)}")
     return obj
@@ -97,7 +102,9 @@ def _object(value: Any, what: str, code: str) -> dict[str, Any]:
     return value
 
 
-def _str(obj: dict[str, Any], key: str, what: str, code: str, *, required: bool = False) -> str:
+def _str(
+    obj: dict[str, Any], key: str, what: str, code: str, *, required: bool = False, limit: int = 0
+) -> str:
     value = obj.get(key)
     if value is None and not required:
         return ""
@@ -106,7 +113,20 @@ def _str(obj: dict[str, Any], key: str, what: str, code: str, *, required: bool 
             code,
             f"{what} needs a non-empty string '{key}'" if required else f"{what}: '{key}' must be a string",
         )
+    if limit and len(value) > limit:
+        raise WireError(code, f"{what}: '{key}' is {len(value)} characters; the limit is {limit}")
     return value
+
+
+def _upload_fields(obj: dict[str, Any], what: str, code: str) -> dict[str, Any]:
+    """upload_id, name, mime_type (bounded strings) and size of an upload reference or notice."""
+    limit = UPLOAD_FIELD_MAX_CHARS
+    return {
+        "upload_id": _str(obj, "upload_id", what, code, required=True, limit=limit),
+        "name": _str(obj, "name", what, code, limit=limit),
+        "mime_type": _str(obj, "mime_type", what, code, limit=limit),
+        "size": _int(obj, "size", what, code),
+    }
 
 
 def _int(obj: dict[str, Any], key: str, what: str, code: str) -> int:
@@ -135,21 +155,18 @@ def _number(obj: dict[str, Any], key: str, what: str, code: str) -> float:
 
 
 def _upload(name: str, ref: Any) -> UploadRef:
+    check_name(name, "an upload parameter name", INVALID_COMMAND)
     what = f"upload '{name}'"
     if not isinstance(ref, dict):
         raise WireError(INVALID_COMMAND, f"{what} must be a JSON object, got {_json_type(ref)}")
-    return UploadRef(
-        upload_id=_str(ref, "upload_id", what, INVALID_COMMAND, required=True),
-        name=_str(ref, "name", what, INVALID_COMMAND),
-        mime_type=_str(ref, "mime_type", what, INVALID_COMMAND),
-        size=_int(ref, "size", what, INVALID_COMMAND),
-    )
+    return UploadRef(**_upload_fields(ref, what, INVALID_COMMAND))
 
 
 def _decode_application(msg: dict[str, Any]) -> CommandIn:
     type_ = msg.get("type")
     if not isinstance(type_, str) or not type_:
         raise WireError(INVALID_COMMAND, "command has no 'type' (the command name)")
+    check_name(type_, "the command name", INVALID_COMMAND)
     what = f"command '{type_}'"
     data = _object(msg.get("data"), f"{what}: 'data'", INVALID_COMMAND)
     uploads = _object(msg.get("uploads"), f"{what}: 'uploads'", INVALID_COMMAND)
@@ -160,6 +177,7 @@ def _decode_runtime(msg: dict[str, Any]) -> Inbound:
     type_ = msg.get("type")
     if not isinstance(type_, str) or not type_:
         raise WireError(MALFORMED, "runtime message has no 'type'")
+    check_name(type_, "the runtime message type", MALFORMED)
     data = _object(msg.get("data"), f"runtime message '{type_}': 'data'", MALFORMED)
     if type_ == "ping":
         return Ping()
@@ -172,12 +190,7 @@ def _decode_runtime(msg: dict[str, Any]) -> Inbound:
     if type_ == "requestClip":
         return RequestClip(duration_seconds=_number(data, "duration_seconds", type_, MALFORMED))
     if type_ == "fileUploaded":
-        return FileUploaded(
-            upload_id=_str(data, "upload_id", type_, MALFORMED, required=True),
-            name=_str(data, "name", type_, MALFORMED),
-            mime_type=_str(data, "mime_type", type_, MALFORMED),
-            size=_int(data, "size", type_, MALFORMED),
-        )
+        return FileUploaded(**_upload_fields(data, type_, MALFORMED))
     raise WireError(UNKNOWN_RUNTIME, f"unknown runtime message type '{type_}'")
 
 
@@ -186,25 +199,37 @@ def _decode_control(obj: dict[str, Any]) -> TrackVerb:
     if type_ == "notification":
         event = obj.get("event")
         if not isinstance(event, str) or event not in _TRACK_EVENTS:
-            raise WireError(UNKNOWN_RUNTIME, f"unknown control notification event {event!r}")
+            raise WireError(UNKNOWN_RUNTIME, f"unknown control notification event {_quoted(event)}")
         data = _object(obj.get("data"), f"{event}: 'data'", MALFORMED)
-        return TrackVerb(verb=_TRACK_EVENTS[event], name=_str(data, "name", event, MALFORMED))
+        name = _str(data, "name", event, MALFORMED, limit=MAX_NAME_CHARS)
+        return TrackVerb(verb=_TRACK_EVENTS[event], name=name)
     if type_ == "request":
         request_id = obj.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise WireError(MALFORMED, "control request has no string 'request_id'")
+        if len(request_id) > MAX_REQUEST_ID_CHARS:
+            raise WireError(
+                MALFORMED,
+                f"control request_id is {len(request_id)} characters; the limit is {MAX_REQUEST_ID_CHARS}",
+            )
         method = obj.get("method")
         if not isinstance(method, str) or method not in _TRACK_METHODS:
-            raise WireError(UNKNOWN_RUNTIME, f"unknown control method {method!r}", request_id)
+            raise WireError(UNKNOWN_RUNTIME, f"unknown control method {_quoted(method)}", request_id)
         try:
             data = _object(obj.get("data"), f"{method}: 'data'", MALFORMED)
-            name = _str(data, "name", method, MALFORMED)
+            name = _str(data, "name", method, MALFORMED, limit=MAX_NAME_CHARS)
         except WireError as exc:
             raise WireError(exc.code, exc.message, request_id) from None
         return TrackVerb(verb=_TRACK_METHODS[method], name=name, request_id=request_id)
     raise WireError(
-        UNKNOWN_RUNTIME, f"unexpected control message type {type_!r}; expected notification or request"
+        UNKNOWN_RUNTIME,
+        f"unexpected control message type {_quoted(type_)}; expected notification or request",
     )
+
+
+def _quoted(value: Any) -> str:
+    """A client value for an error message: strings quoted and clipped, other JSON types named."""
+    return f"'{clip(value, 40)}'" if isinstance(value, str) else _json_type(value)
 
 
 def _control_response(request_id: str, body: dict[str, Any]) -> tuple[str, str]:
@@ -224,7 +249,7 @@ class V0Codec:
             return _decode_control(obj)
         scope = obj.get("scope")
         if scope not in ("application", "runtime"):
-            shown = "no scope" if scope is None else f"unknown scope {scope!r}"
+            shown = "no scope" if scope is None else f"unknown scope {_quoted(scope)}"
             raise WireError(UNKNOWN_SCOPE, f"frame has {shown}; expected 'application' or 'runtime'")
         envelope = obj.get("data")
         if not isinstance(envelope, dict):

@@ -11,12 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.struct_pb2 import ListValue, Struct, Value
+from google.protobuf.struct_pb2 import NULL_VALUE, ListValue, Struct, Value
 
+from mock_server.model.limits import UPLOAD_FIELD_MAX_CHARS
+from mock_server.textlimits import nesting_depth
 from mock_server.wire import reactor_wire_pb as pb
 from mock_server.wire.common import (
     CONTROL,
     DATA,
+    INVALID_COMMAND,
+    MALFORMED,
+    MAX_JSON_DEPTH,
+    MAX_REQUEST_ID_CHARS,
     AckOut,
     ClientStats,
     ClipFailedOut,
@@ -40,6 +46,8 @@ from mock_server.wire.common import (
     TrackVerb,
     UploadRef,
     WireError,
+    check_frame_size,
+    check_name,
 )
 
 __all__ = ["V1Codec", "dict_to_struct", "struct_to_dict", "to_value", "from_value"]
@@ -63,7 +71,7 @@ def to_value(obj: Any) -> Value:
     """A JSON-like Python value as a protobuf Value (numbers become doubles, int keys become strings)."""
     value = Value()
     if obj is None:
-        value.null_value = 0
+        value.null_value = NULL_VALUE
     elif isinstance(obj, bool):
         value.bool_value = obj
     elif isinstance(obj, int | float):
@@ -129,27 +137,52 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
 
 
 def _peek_request_id(raw: bytes) -> str:
-    """Best effort: the request_id of a frame that failed to parse, when it is the leading field."""
+    """Best effort: the request_id of a frame that failed to parse, when it is the leading field and
+    within MAX_REQUEST_ID_CHARS (the reply echoes it)."""
     try:
         tag, pos = _varint(raw, 0)
         if tag != (1 << 3) | 2:
             return ""
         length, pos = _varint(raw, pos)
-        if pos + length > len(raw):
+        if pos + length > len(raw) or length > 4 * MAX_REQUEST_ID_CHARS:
             return ""
-        return raw[pos : pos + length].decode("utf-8")
+        request_id = raw[pos : pos + length].decode("utf-8")
+        return request_id if len(request_id) <= MAX_REQUEST_ID_CHARS else ""
     except (IndexError, UnicodeDecodeError):
         return ""
 
 
+def _upload_fields(ref: pb.UploadReference | pb.FileUploaded, what: str, code: str, rid: str) -> None:
+    """Raise WireError(code) when an upload string is over UPLOAD_FIELD_MAX_CHARS."""
+    for key in ("upload_id", "name", "mime_type"):
+        value: str = getattr(ref, key)
+        if len(value) > UPLOAD_FIELD_MAX_CHARS:
+            raise WireError(
+                code,
+                f"{what}: '{key}' is {len(value)} characters; the limit is {UPLOAD_FIELD_MAX_CHARS}",
+                rid,
+            )
+
+
 def _command(cmd: pb.Command, request_id: str) -> CommandIn:
     if not cmd.type:
-        raise WireError("invalid_command", "command has no type (the command name)", request_id)
+        raise WireError(INVALID_COMMAND, "command has no type (the command name)", request_id)
+    check_name(cmd.type, "the command name", INVALID_COMMAND, request_id)
+    for key, ref in cmd.uploads.items():
+        check_name(key, "an upload parameter name", INVALID_COMMAND, request_id)
+        _upload_fields(ref, f"command '{cmd.type}': upload '{key}'", INVALID_COMMAND, request_id)
     uploads = {
         key: UploadRef(upload_id=ref.upload_id, name=ref.name, mime_type=ref.mime_type, size=ref.size)
         for key, ref in sorted(cmd.uploads.items())
     }
-    return CommandIn(type=cmd.type, data=struct_to_dict(cmd.data), uploads=uploads, request_id=request_id)
+    data = struct_to_dict(cmd.data)
+    if nesting_depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise WireError(
+            INVALID_COMMAND,
+            f"command '{cmd.type}': data is nested more than {MAX_JSON_DEPTH} levels deep",
+            request_id,
+        )
+    return CommandIn(type=cmd.type, data=data, uploads=uploads, request_id=request_id)
 
 
 def _decode_control(msg: pb.ControlClientMessage, which: str) -> Inbound:
@@ -160,13 +193,15 @@ def _decode_control(msg: pb.ControlClientMessage, which: str) -> Inbound:
         return RequestSchema(request_id=rid)
     if which == "file_uploaded":
         f = msg.file_uploaded
+        _upload_fields(f, "file_uploaded", MALFORMED, rid)
         return FileUploaded(upload_id=f.upload_id, name=f.name, mime_type=f.mime_type, size=f.size)
     if which == "request_clip":
         return RequestClip(duration_seconds=msg.request_clip.duration_seconds, request_id=rid)
     if which == "request_recording":
         return RequestRecording(request_id=rid)
     if which in _TRACK_VERBS:
-        return TrackVerb(verb=_TRACK_VERBS[which], name=getattr(msg, which).name, request_id=rid)
+        name = check_name(getattr(msg, which).name, f"{which}: the track name", MALFORMED, rid)
+        return TrackVerb(verb=_TRACK_VERBS[which], name=name, request_id=rid)
     if which == "client_stats":
         return ClientStats()
     return Ignored(what=f"control {which}")  # "error": a client-sent error notice
@@ -180,10 +215,32 @@ def _decode_data(msg: pb.DataClientMessage, which: str) -> Inbound:
     return Ignored(what=f"data {which}")  # "error": a client-sent error notice
 
 
+def _parse(msg: pb.ControlClientMessage | pb.DataClientMessage, raw: bytes) -> str:
+    """Parse ``raw`` into ``msg``; return its payload field name or raise WireError."""
+    envelope = type(msg).__name__
+    try:
+        msg.ParseFromString(raw)
+    except (DecodeError, RecursionError, ValueError):
+        raise WireError(
+            MALFORMED, f"frame is not a valid reactor_wire.v1 {envelope}", _peek_request_id(raw)
+        ) from None
+    if len(msg.request_id) > MAX_REQUEST_ID_CHARS:
+        raise WireError(
+            MALFORMED, f"request_id is {len(msg.request_id)} characters; the limit is {MAX_REQUEST_ID_CHARS}"
+        )
+    if msg.kind == REQUEST and not msg.request_id:
+        raise WireError(MALFORMED, f"{envelope} request has no request_id")
+    which = msg.WhichOneof("payload")
+    if which is None:
+        code = "unknown_runtime_message" if isinstance(msg, pb.ControlClientMessage) else INVALID_COMMAND
+        raise WireError(code, f"{envelope} carries no payload this server understands", msg.request_id)
+    return which
+
+
 # ---------------------------------------------------------------- encoding
 
 
-def _kind(reply_to: str) -> int:
+def _kind(reply_to: str) -> pb.MessageKind:
     return RESPONSE if reply_to else NOTIFICATION
 
 
@@ -199,26 +256,16 @@ class V1Codec:
     def decode(self, channel: str, raw: str | bytes) -> Inbound:
         """Decode one binary frame: ControlClientMessage on "control", else DataClientMessage."""
         if isinstance(raw, str):
-            raise WireError(
-                "malformed_frame", "text frame on a protobuf (v1) connection; frames must be binary"
-            )
+            raise WireError(MALFORMED, "text frame on a protobuf (v1) connection; frames must be binary")
         raw = bytes(raw)
-        control = channel == CONTROL
-        msg = pb.ControlClientMessage() if control else pb.DataClientMessage()
-        envelope = type(msg).__name__
-        try:
-            msg.ParseFromString(raw)
-        except (DecodeError, RecursionError, ValueError):
-            raise WireError(
-                "malformed_frame", f"frame is not a valid reactor_wire.v1 {envelope}", _peek_request_id(raw)
-            ) from None
-        if msg.kind == REQUEST and not msg.request_id:
-            raise WireError("malformed_frame", f"{envelope} request has no request_id")
-        which = msg.WhichOneof("payload")
-        if which is None:
-            code = "unknown_runtime_message" if control else "invalid_command"
-            raise WireError(code, f"{envelope} carries no payload this server understands", msg.request_id)
-        return _decode_control(msg, which) if control else _decode_data(msg, which)
+        check_frame_size(raw, _peek_request_id(raw))
+        if channel == CONTROL:
+            control = pb.ControlClientMessage()
+            which = _parse(control, raw)
+            return _decode_control(control, which)
+        data = pb.DataClientMessage()
+        which = _parse(data, raw)
+        return _decode_data(data, which)
 
     def encode(self, out: Outbound) -> tuple[str, bytes] | None:
         """Encode as a serialized server envelope; capabilities (v0 only) give None."""

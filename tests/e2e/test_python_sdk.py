@@ -184,7 +184,7 @@ def test_request_schema(run: PyRunResult) -> None:
 def test_every_reply(run: PyRunResult) -> None:
     f = run.facts
     paused, snap = f["paused_chunk"], f["snap_chunk"]
-    snapshot = {"index": 0, "label": SNAPSHOT_LABEL, "chunk": snap, "frame": 33 * snap}
+    snapshot = {"snapshot_index": 0, "label": SNAPSHOT_LABEL, "chunk": snap, "frame": 33 * snap}
     want = {
         "set_seed": None,
         "set_prompt_p0": {"type": "prompt_accepted", "data": {"prompt": P0, "chunk": 0}},

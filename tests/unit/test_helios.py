@@ -22,7 +22,6 @@ from mock_server.model.plan import ChunkPlan
 UPLOAD_REF = {"upload_id": "u-1", "name": "ref.png", "mime_type": "image/png", "size": 1}
 
 
-
 def encode(size: tuple[int, int], fmt: str = "PNG", colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format=fmt)
@@ -607,13 +606,13 @@ def test_save_and_list_snapshots() -> None:
     out = send(h, "save_snapshot", label="start")
     assert out.broadcasts == ()
     assert out.answer == Message(
-        "snapshot_saved", {"index": 0, "label": "start", "chunk": 0, "frame": 0, "count": 1}
+        "snapshot_saved", {"snapshot_index": 0, "label": "start", "chunk": 0, "frame": 0, "count": 1}
     )
     run_chunk(h)
     run_chunk(h)
     send(h, "pause")  # allowed while paused
     assert send(h, "save_snapshot").answer == Message(
-        "snapshot_saved", {"index": 1, "label": "", "chunk": 2, "frame": 66, "count": 2}
+        "snapshot_saved", {"snapshot_index": 1, "label": "", "chunk": 2, "frame": 66, "count": 2}
     )
     out = send(h, "list_snapshots")
     assert out.broadcasts == ()
@@ -621,8 +620,8 @@ def test_save_and_list_snapshots() -> None:
         "snapshot_list",
         {
             "snapshots": [
-                {"index": 0, "label": "start", "chunk": 0, "frame": 0},
-                {"index": 1, "label": "", "chunk": 2, "frame": 66},
+                {"snapshot_index": 0, "label": "start", "chunk": 0, "frame": 0},
+                {"snapshot_index": 1, "label": "", "chunk": 2, "frame": 66},
             ],
             "count": 2,
             "capacity": 50,
@@ -642,14 +641,14 @@ def test_snapshot_buffer_drops_the_oldest_and_renumbers() -> None:
     for i in range(SNAPSHOT_CAPACITY + 5):
         out = send(h, "save_snapshot", label=f"s{i}")
         assert out.answer is not None
-        assert out.answer.data["index"] == min(i, SNAPSHOT_CAPACITY - 1)
+        assert out.answer.data["snapshot_index"] == min(i, SNAPSHOT_CAPACITY - 1)
         assert out.answer.data["count"] == min(i + 1, SNAPSHOT_CAPACITY)
         run_chunk(h)
     listing = send(h, "list_snapshots").answer
     assert listing is not None
     snaps = listing.data["snapshots"]
     assert len(snaps) == SNAPSHOT_CAPACITY == listing.data["count"]
-    assert [s["index"] for s in snaps] == list(range(SNAPSHOT_CAPACITY))
+    assert [s["snapshot_index"] for s in snaps] == list(range(SNAPSHOT_CAPACITY))
     assert snaps[0]["label"] == "s5" and snaps[0]["chunk"] == 5
     assert snaps[-1]["label"] == f"s{SNAPSHOT_CAPACITY + 4}"
 
@@ -664,7 +663,9 @@ def test_rewind_at_once_when_no_chunk_in_progress() -> None:
     send(h, "pause")
     out = send(h, "rewind")
     assert out.broadcasts == ()
-    assert out.answer == Message("rewind_complete", {"index": 0, "label": "one", "chunk": 1, "frame": 33})
+    assert out.answer == Message(
+        "rewind_complete", {"snapshot_index": 0, "label": "one", "chunk": 1, "frame": 33}
+    )
     assert out.state is not None
     assert (out.state.data["current_chunk"], out.state.data["current_frame"]) == (1, 33)
     # the prompt is not restored; the pending schedule stays
@@ -684,7 +685,9 @@ def test_rewind_waits_for_the_chunk_in_progress() -> None:
     run_chunk(h)
     h.begin_chunk()  # chunk 4 in progress
     out = send(h, "rewind", snapshot_index=-2)
-    assert out.answer == Message("rewind_complete", {"index": 0, "label": "zero", "chunk": 0, "frame": 0})
+    assert out.answer == Message(
+        "rewind_complete", {"snapshot_index": 0, "label": "zero", "chunk": 0, "frame": 0}
+    )
     assert out.state is not None and out.state.data["current_chunk"] == 4  # not yet restored
     assert h.earliest_chunk == 0  # a prompt sent now reaches the chunk generation continues from
     done = h.complete_chunk()

@@ -123,10 +123,22 @@ def test_constraints() -> None:
     assert body("save_snapshot")["properties"]["label"] == {
         "type": "string",
         "default": "",
+        "maxLength": 200,
+        "pattern": r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*$",
         "description": body("save_snapshot")["properties"]["label"]["description"],
     }
+    # the limits of docs/LIMITS.md are part of the schema; an unexpected parameter is rejected
+    assert body("set_prompt")["properties"]["prompt"]["maxLength"] == 2000
+    assert body("set_seed")["properties"]["seed"]["maximum"] == 2**53 - 1
+    assert body("schedule_prompt")["properties"]["chunk"]["maximum"] == 1_000_000
+    assert all(body(name)["additionalProperties"] is False for name in ADVERTISED)
     for name in ("start", "pause", "resume", "reset", "list_snapshots"):
-        assert body(name) == {"type": "object", "properties": {}, "required": []}
+        assert body(name) == {
+            "type": "object",
+            "properties": {},
+            "required": [],
+            "additionalProperties": False,
+        }
     for name in ADVERTISED:
         for prop in body(name)["properties"].values():
             assert prop.get("description")
@@ -197,7 +209,7 @@ def test_all_schemas_are_valid_draft_2020_12() -> None:
         ("set_prompt", {"prompt": "p"}, True),
         ("set_prompt", {}, False),
         ("set_prompt", {"prompt": 3}, False),
-        ("set_prompt", {"prompt": "p", "extra": 1}, True),
+        ("set_prompt", {"prompt": "p", "extra": 1}, False),
         ("schedule_prompt", {"prompt": "p", "chunk": 3.0}, True),
         ("schedule_prompt", {"prompt": "p", "chunk": 3.5}, False),
         ("schedule_prompt", {"prompt": "p", "chunk": -1}, False),

@@ -244,7 +244,7 @@ class Workflow:
         await self.mid_chunk()
         snap_chunk = self.last_cc() + 1
         await self.cmd("save_snapshot", "save_snapshot", {"label": SNAPSHOT_LABEL})
-        snap = {"index": 0, "label": SNAPSHOT_LABEL, "chunk": snap_chunk, "frame": 33 * snap_chunk}
+        snap = {"snapshot_index": 0, "label": SNAPSHOT_LABEL, "chunk": snap_chunk, "frame": 33 * snap_chunk}
         self.reply_is("save_snapshot", {"type": "snapshot_saved", "data": {**snap, "count": 1}})
         await self.cmd("list_snapshots", "list_snapshots")
         self.reply_is(
