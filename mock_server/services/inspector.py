@@ -23,9 +23,8 @@ from mock_server.media.frames import ChunkRenderer
 from mock_server.media.markers import Markers, decode_markers, prompt_id
 from mock_server.model.plan import ChunkPlan
 from mock_server.services.admin import session_view
-from mock_server.services.registry import LOCAL_ID, Registry
+from mock_server.services.registry import LOCAL_ID, AnySession, ClosedSession, Registry
 from mock_server.session.record import Entry
-from mock_server.session.session import Session
 
 THUMB_WIDTH = 192  # pixels; thumbnails keep the frame's aspect ratio
 LIVE_MAX_WIDTH = 640  # the live frame is scaled down to at most this width
@@ -36,19 +35,19 @@ PROMPT_ACCEPTING = ("set_prompt", "schedule_prompt", "set_conditioning")
 CONNECTION_EVENTS = ("connection ready", "connection closed", "peer connected", "peer closed", "peer failed")
 QUIET_MESSAGES = ("state", "chunk_complete")  # counted per chunk, not listed one by one
 
-_violation_cache: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int, float], list[dict[str, Any]]]]
+_violation_cache: weakref.WeakKeyDictionary[AnySession, tuple[tuple[int, int, float], list[dict[str, Any]]]]
 _violation_cache = weakref.WeakKeyDictionary()
 
 
 # ------------------------------------------------------------------------------------------ sessions
 
 
-def session_key(session: Session) -> str:
+def session_key(session: AnySession) -> str:
     """A stable address for a session: its id, or `local-<n>` for a local one (the id `local` repeats)."""
-    return session.id if session.mode != "local" else f"{LOCAL_ID}-{id(session):x}"
+    return session.id if session.mode != "local" else f"{LOCAL_ID}-{id(session.record):x}"  # kept at close
 
 
-def find_session(registry: Registry, key: str) -> Session:
+def find_session(registry: Registry, key: str) -> AnySession:
     """The session with this key; `local` means the running (else the latest) local session."""
     sessions = registry.all_sessions()
     if key == LOCAL_ID:
@@ -84,17 +83,18 @@ def server_view(settings: Settings) -> dict[str, Any]:
     }
 
 
-def session_state(registry: Registry, session: Session) -> str:
+def session_state(registry: Registry, session: AnySession) -> str:
     if session.closed:
         return "CLOSED"
     return str(registry.descriptor(session)["state"])
 
 
-def session_summary(registry: Registry, session: Session) -> dict[str, Any]:
+def session_summary(registry: Registry, session: AnySession) -> dict[str, Any]:
     """One row of `/`: mode, state, chunk, connections, commands, rejections, violations, faults."""
     entries = list(session.record.entries)
     commands = [e for e in entries if e.kind == "CommandIn" and isinstance(e.body, dict)]
-    latest = session.clock.plans[-1][1] if session.clock.plans else None
+    plans = _plans(session)
+    latest = plans[-1][1] if plans else None
     return {
         "key": session_key(session),
         "session_id": session.id,
@@ -103,10 +103,10 @@ def session_summary(registry: Registry, session: Session) -> dict[str, Any]:
         "close_reason": session.close_reason,
         "age": round(session.record.now(), 1),
         "generation": _generation(session),
-        "chunk": session.helios.current_chunk,
+        "chunk": _current_chunk(session),
         "chunks_generated": session.chunks_generated,
         "prompt": latest.prompt if latest is not None else None,
-        "connections": [c.describe() for c in session.connections.values()],
+        "connections": _connection_views(session),
         "commands_total": len(commands),
         "commands": [_command_row(e) for e in commands[-RECENT:]],
         "rejections_total": len(session.record.rejections),
@@ -116,7 +116,24 @@ def session_summary(registry: Registry, session: Session) -> dict[str, Any]:
     }
 
 
-def _generation(session: Session) -> str:
+def _plans(session: AnySession) -> list[tuple[float, ChunkPlan]]:
+    """The kept (start time, plan) of recent chunks; a closed session keeps its last ones."""
+    return list(session.plans) if isinstance(session, ClosedSession) else list(session.clock.plans)
+
+
+def _current_chunk(session: AnySession) -> int:
+    return session.current_chunk if isinstance(session, ClosedSession) else session.helios.current_chunk
+
+
+def _connection_views(session: AnySession) -> list[dict[str, Any]]:
+    if isinstance(session, ClosedSession):
+        return list(session.connection_views)
+    return [c.describe() for c in session.connections.values()]
+
+
+def _generation(session: AnySession) -> str:
+    if isinstance(session, ClosedSession):
+        return "ended"
     helios = session.helios
     if not helios.started:
         return "not started"
@@ -133,7 +150,7 @@ def _command_row(entry: Entry) -> dict[str, Any]:
     }
 
 
-def violations(session: Session) -> list[dict[str, Any]]:
+def violations(session: AnySession) -> list[dict[str, Any]]:
     """Client-rule violations in this session (`check_record` over its admin view), cached per change."""
     record = session.record
     last_t = record.entries[-1].t if record.entries else 0.0
@@ -176,7 +193,7 @@ def timeline(registry: Registry, key: str) -> dict[str, Any]:
     }
 
 
-def _columns(session: Session, entries: list[Entry]) -> list[dict[str, Any]]:
+def _columns(session: AnySession, entries: list[Entry]) -> list[dict[str, Any]]:
     completions: dict[int, list[float]] = {}
     for e in entries:
         if e.direction == "out" and _message_type(e) == "chunk_complete":
@@ -186,7 +203,7 @@ def _columns(session: Session, entries: list[Entry]) -> list[dict[str, Any]]:
     started_at = session.record.started_at
     columns: list[dict[str, Any]] = []
     previous: ChunkPlan | None = None
-    for begun, plan in list(session.clock.plans):
+    for begun, plan in _plans(session):
         t_begin = round(begun - started_at, 4)
         done = completions.get(plan.chunk_index, [])
         after = bisect.bisect_left(done, t_begin)
@@ -231,7 +248,7 @@ def _message_type(entry: Entry) -> str | None:
     return body.get("type") if isinstance(body, dict) and isinstance(body.get("type"), str) else None
 
 
-def _events(session: Session, entries: list[Entry], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _events(session: AnySession, entries: list[Entry], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for entry in entries:
         event = _entry_event(entry)
@@ -318,17 +335,17 @@ def _accepted_for(command: Entry, accepted: list[Entry], used: set[int]) -> Entr
 # ------------------------------------------------------------------------------------------ pictures
 
 
-def find_plan(session: Session, chunk: int, t_begin: float | None) -> ChunkPlan:
+def find_plan(session: AnySession, chunk: int, t_begin: float | None) -> ChunkPlan:
     """The plan of chunk `chunk` (the latest run of it, or the one that began at `t_begin`)."""
     if chunk < 0:
         raise Invalid(f"chunk must be >= 0, got {chunk}")
     started_at = session.record.started_at
-    for begun, plan in reversed(session.clock.plans):
+    for begun, plan in reversed(_plans(session)):
         if plan.chunk_index != chunk:
             continue
         if t_begin is None or abs((begun - started_at) - t_begin) < 0.001:
             return plan
-    kept = sorted({p.chunk_index for _, p in session.clock.plans})
+    kept = sorted({p.chunk_index for _, p in _plans(session)})
     span = f"chunks {kept[0]}-{kept[-1]}" if kept else "no chunk yet"
     raise NotFound(f"session {session.id!r} has no kept plan for chunk {chunk} (it keeps {span})")
 
@@ -343,7 +360,7 @@ async def thumbnail_png(registry: Registry, key: str, chunk: int, t_begin: float
 async def live_frame_png(registry: Registry, key: str) -> tuple[bytes, str]:
     """The frame the session published last (read from its feed; no connection joins), as PNG."""
     session = find_session(registry, key)
-    latest = session.feed.latest
+    latest = None if isinstance(session, ClosedSession) else session.feed.latest
     if latest is None:
         raise NotFound(f"session {session.id!r} has published no frame yet (it starts once generating)")
     return await asyncio.to_thread(

@@ -22,6 +22,7 @@ from mock_server.faults import Fault, FaultRegistry, chaos_preset, load_faults
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.metrics import Metrics
 from mock_server.model.model_schema import build_model_schema
+from mock_server.model.plan import ChunkPlan
 from mock_server.services.access import (
     SessionBudgets,
     SessionOwner,
@@ -42,7 +43,7 @@ MAX_REASON = 64  # characters of a client's stop reason that are kept
 COLLECT_DELAY = 2.0  # seconds after a session closes before the full collection that frees its cycles
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a summary is a key of weak caches (the inspector's violations)
 class ClosedSession:
     """What is kept of an ended session: no peer, track, encoder or buffer, only the facts the descriptor,
     /admin/record and the transcript routes need, and the record (bounded by bytes)."""
@@ -55,6 +56,8 @@ class ClosedSession:
     connection_views: list[dict[str, Any]]
     record: SessionRecord
     fired_faults: list[dict[str, Any]]
+    plans: tuple[tuple[float, ChunkPlan], ...] = ()  # the last chunk plans (inspector thumbnails)
+    current_chunk: int = 0
     closed: bool = True
     local_state: str = "CLOSING"
 
@@ -69,10 +72,13 @@ class ClosedSession:
             connection_views=[c.describe() for c in session.connections.values()],
             record=session.record,
             fired_faults=list(session.faults.fired),
+            plans=tuple(session.clock.plans)[-KEEP_CLOSED_PLANS:],
+            current_chunk=session.helios.current_chunk,
         )
 
 
 AnySession = Session | ClosedSession
+KEEP_CLOSED_PLANS = 64  # chunk plans a closed session's summary keeps for the inspector
 
 
 class Registry:

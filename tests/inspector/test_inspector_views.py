@@ -231,3 +231,22 @@ async def test_unknown_session_chunk_and_time_are_named(helios: HeliosServer) ->
         assert bad_t.status_code == 400 and "t must be a number" in bad_t.json()["detail"]
         negative = await _aget(helios, f"/inspector/sessions/{key}/chunks/-1/thumbnail.png")
         assert negative.status_code == 400
+
+
+async def test_a_closed_session_stays_inspectable(helios: HeliosServer) -> None:
+    """After the session ends, `/` still lists it (generation "ended") and its kept chunks still render."""
+    async with helios.client(wire="v1") as client:
+        await client.command("set_prompt", {"prompt": PROMPT_A})
+        await client.command("start", {})
+        await client.wait_message("chunk_complete", lambda d: d["chunk_index"] >= 1, timeout=30)
+        key = (await _local(helios))["key"]
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(helios.url + "/stop_session", json={})).status_code in (200, 409)
+    overview = (await _aget(helios, "/admin/inspector/overview")).json()
+    row = next(s for s in overview["sessions"] if s["key"] == key)
+    assert row["generation"] == "ended" and row["prompt"] == PROMPT_A
+    thumb = await _aget(helios, f"/inspector/sessions/{key}/chunks/1/thumbnail.png")
+    markers = _decode_png(thumb.content)
+    assert markers is not None and (markers.chunk, markers.prompt_id) == (1, prompt_id(PROMPT_A))
+    live = await _aget(helios, f"/admin/inspector/sessions/{key}/frame.png")
+    assert live.status_code == 404
