@@ -1,5 +1,5 @@
-"""`helios-mock` command line: `serve` runs the mock; `run` runs a command against a fresh one; `schemas` writes
-the contract files; `locustfile` and `bench` find the installed load kit."""
+"""`helios-mock` command line: `serve` runs the mock; `run` runs a command against a fresh one; `schemas`
+writes the contract files; `locustfile` and `bench` find the installed load kit."""
 
 from __future__ import annotations
 
@@ -228,17 +228,43 @@ def _add_run(sub: Any) -> None:
     for flag, field, metavar, help_text in SERVE_FLAGS:
         repeatable = {"action": "append"} if field == "api_keys" else {}
         run.add_argument(flag, type=_raw_flag(field), metavar=metavar, help=help_text, **repeatable)
-    run.add_argument("--netns", action="store_true", help="run the mock and COMMAND in a private network "
-                     "namespace (veth 198.18.0.1/24): what libwebrtc clients need on a loopback-only runner")
-    run.add_argument("--strict", action="store_true", help="exit 3 when any client-rule violation was recorded")
-    run.add_argument("--ignore", action="append", default=[], metavar="RULE",
-                     help="a client rule not to report (repeat the flag); GET /admin/violations lists the ids")
-    run.add_argument("--ping-tolerance", type=float, default=None, metavar="X",
-                     help="scale of the documented keep-alive intervals for ping-missing (default 1.5)")
-    run.add_argument("--health-timeout", type=float, default=30.0, metavar="S",
-                     help="seconds to wait for the mock to answer /health (default 30)")
-    run.add_argument("--server-log", type=Path, default=None, metavar="FILE",
-                     help="write the mock's log here (default: a new temporary file, named on start)")
+    run.add_argument(
+        "--netns",
+        action="store_true",
+        help="run the mock and COMMAND in a private network "
+        "namespace (veth 198.18.0.1/24): what libwebrtc clients need on a loopback-only runner",
+    )
+    run.add_argument(
+        "--strict", action="store_true", help="exit 3 when any client-rule violation was recorded"
+    )
+    run.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a client rule not to report (repeat the flag); GET /admin/violations lists the ids",
+    )
+    run.add_argument(
+        "--ping-tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="scale of the documented keep-alive intervals for ping-missing (default 1.5)",
+    )
+    run.add_argument(
+        "--health-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the mock to answer /health (default 30)",
+    )
+    run.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the mock's log here (default: a new temporary file, named on start)",
+    )
     run.add_argument("--inside-netns", type=Path, default=None, help=argparse.SUPPRESS)
     run.add_argument("child", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- COMMAND [ARG…]")
     run.set_defaults(func=_run)
@@ -251,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         return _fail("run: no command given (helios-mock run [options] -- COMMAND [ARG…])")
     serve_argv: list[str] = []
-    for flag, field, _, _ in SERVE_FLAGS:
+    for flag, _field, _, _ in SERVE_FLAGS:
         value = getattr(args, flag[2:].replace("-", "_"))
         for text in value if isinstance(value, list) else [] if value is None else [value]:
             serve_argv += [flag, text]

@@ -5,10 +5,10 @@ Steps: start ``helios-mock serve --port 0 …`` as a child, learn its port from 
 ``GET /health``, run COMMAND with ``HELIOS_MOCK_URL`` (and ``HELIOS_MOCK_ADMIN_TOKEN`` when an admin token is
 set) in its environment, fetch ``GET /admin/violations``, print them, stop the mock.
 
-Exit status: COMMAND's own when it failed (128+N when killed by signal N); else ``EXIT_VIOLATIONS`` (3) with
-``--strict`` and at least one violation; ``EXIT_MOCK_DOWN`` (4) when the mock did not come up;
-``EXIT_NO_VERDICT`` (5) when the violations could not be fetched; ``EXIT_NO_NETNS`` (6) when ``--netns`` cannot
-create a namespace; 127 when COMMAND cannot be started; 0 otherwise.
+Exit status: COMMAND's own when it failed (128+N when killed by signal N); else ``EXIT_VIOLATIONS`` (3)
+with ``--strict`` and at least one violation; ``EXIT_MOCK_DOWN`` (4) when the mock did not come up;
+``EXIT_NO_VERDICT`` (5) when the violations could not be fetched; ``EXIT_NO_NETNS`` (6) when ``--netns``
+cannot create a namespace; 127 when COMMAND cannot be started; 0 otherwise.
 
 ``--netns`` re-runs this very command inside ``unshare -rn --pid --fork`` with a veth pair whose ``v0`` end
 holds 198.18.0.1/24 and carries the default route (docs/CLIENTS.md §1, §4): libwebrtc (browsers,
@@ -108,7 +108,18 @@ def _run_in_namespace(opts: RunOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="helios-mock-netns-") as scratch:
         started = Path(scratch) / "started"  # the inner runner creates it: the namespace was made
         inner = [sys.executable, "-m", "mock_server", "run", f"--inside-netns={started}", *opts.rerun_argv]
-        argv = [unshare, "-rn", "--pid", "--fork", "--kill-child", "sh", "-c", _NETNS_SETUP, "netns-sh", *inner]
+        argv = [
+            unshare,
+            "-rn",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            _NETNS_SETUP,
+            "netns-sh",
+            *inner,
+        ]
         try:
             proc = subprocess.Popen(argv, process_group=0)
         except OSError as exc:

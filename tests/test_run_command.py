@@ -31,13 +31,16 @@ BAD_UPLOAD = (  # a request the mock answers 4xx: the http-error client rule, no
     "post = lambda path, body: u.Request(base + path, json.dumps(body).encode(), "
     "{'Content-Type': 'application/json'})\n"
     "u.urlopen(post('/start_session', {}))\n"
-    "try: u.urlopen(post('/sessions/local/uploads', {'name': 'x.png', 'size': 0, 'mime_type': 'image/png'}))\n"
+    "bad = {'name': 'x.png', 'size': 0, 'mime_type': 'image/png'}\n"
+    "try: u.urlopen(post('/sessions/local/uploads', bad))\n"
     "except u.HTTPError as e: print('answered', e.code)\n"
 )
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("HELIOS_MOCK")}
+    env = {
+        k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("HELIOS_MOCK")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -48,14 +51,17 @@ def helios_run(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess
 
 
 def _context(proc: subprocess.CompletedProcess[str]) -> str:
-    return f"\n--- exit {proc.returncode}\n--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}"
+    out, err = proc.stdout[-3000:], proc.stderr[-3000:]
+    return f"\n--- exit {proc.returncode}\n--- stdout:\n{out}\n--- stderr:\n{err}"
 
 
 # ---------------------------------------------------------------------- on loopback, no WebRTC
 
 
 def test_command_sees_the_mock_and_a_clean_run_exits_0() -> None:
-    check = "import os, urllib.request as u; print(u.urlopen(os.environ['HELIOS_MOCK_URL'] + '/health').status)"
+    check = (
+        "import os, urllib.request as u; print(u.urlopen(os.environ['HELIOS_MOCK_URL'] + '/health').status)"
+    )
     proc = helios_run("--", sys.executable, "-c", check)
     assert proc.returncode == 0, _context(proc)
     assert proc.stdout.strip() == "200"

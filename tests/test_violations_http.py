@@ -3,6 +3,8 @@ conformance.client_rules.check_record finds in the record, with the rule selecti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -13,7 +15,7 @@ from conformance.wire_client import WireClient
 
 
 @pytest.fixture
-def http(helios: HeliosServer) -> httpx.Client:
+def http(helios: HeliosServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=helios.url, headers=helios.admin_headers, timeout=10) as client:
         yield client
 

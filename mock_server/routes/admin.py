@@ -32,7 +32,7 @@ async def admin_transcript(session_id: str, registry: RegistryDep) -> dict[str, 
 
 IGNORE = Query(
     default=[],
-    description="rule ids not to report (repeat, or comma-separate); the pytest plugin's helios_lenient(*ids)",
+    description="rule ids not to report (repeat or comma-separate): the pytest plugin's helios_lenient(*ids)",
 )
 ONLY = Query(default=[], description="report only these rule ids (default: every rule, i.e. strict mode)")
 PING_TOLERANCE = Query(

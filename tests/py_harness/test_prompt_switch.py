@@ -32,7 +32,9 @@ async def test_prompt_switch_in_frames_and_no_violation() -> None:
     messages: list[dict[str, Any]] = []
     markers: list[Markers] = []
     reactor.on("message", lambda msg: messages.append(msg) if isinstance(msg, dict) else None)
-    reactor.track("main_video").on_frame(lambda frame: markers.append(m) if (m := decode_markers(frame)) else None)
+    reactor.track("main_video").on_frame(
+        lambda frame: markers.append(m) if (m := decode_markers(frame)) else None
+    )
 
     def message(kind: str, **want: Any) -> dict[str, Any] | None:
         return next(
@@ -45,7 +47,9 @@ async def test_prompt_switch_in_frames_and_no_violation() -> None:
         await reactor.send_command("start", {})
         await wait_for(lambda: message("chunk_complete", chunk_index=0), "chunk 0")
         await reactor.send_command("set_prompt", {"prompt": PROMPT_B})
-        cut = (await wait_for(lambda: message("prompt_accepted", prompt=PROMPT_B), "prompt B accepted"))["chunk"]
+        cut = (await wait_for(lambda: message("prompt_accepted", prompt=PROMPT_B), "prompt B accepted"))[
+            "chunk"
+        ]
         await wait_for(lambda: message("chunk_complete", chunk_index=cut), f"chunk {cut}")
     finally:
         await reactor.disconnect()
@@ -54,5 +58,6 @@ async def test_prompt_switch_in_frames_and_no_violation() -> None:
     wrong = [m for m in markers if m.prompt_id != prompt_id(PROMPT_B if m.chunk >= cut else PROMPT_A)]
     assert not wrong, f"frames with the wrong prompt (switch at chunk {cut}): {wrong[:5]}"
     assert {cut - 1, cut} <= {m.chunk for m in markers}
-    verdict = httpx.get(f"{url}/admin/violations", timeout=10).json()
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        verdict = (await http.get("/admin/violations")).json()
     assert [v["text"] for v in verdict["violations"]] == []
