@@ -1,5 +1,5 @@
-"""`helios-mock` command line: `serve` runs the mock; `schemas` writes the contract files; `locustfile` and
-`bench` find the installed load kit."""
+"""`helios-mock` command line: `serve` runs the mock; `run` runs a command against a fresh one; `schemas`
+writes the contract files; `locustfile` and `bench` find the installed load kit."""
 
 from __future__ import annotations
 
@@ -238,6 +238,102 @@ SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field,
 ]  # fmt: skip
 
 
+def _raw_flag(field: str) -> Any:
+    """argparse `type=` for a serve flag of `run`: validated like `serve`'s, kept as typed for the child."""
+    check = _flag(field)
+
+    def keep(text: str) -> str:
+        check(text)
+        return text
+
+    keep.__name__ = field
+    return keep
+
+
+RUN_EPILOG = """exit status: COMMAND's own when it failed; 3 with --strict and a violation; 4 the mock did not
+come up; 5 the violations could not be fetched; 6 --netns cannot create a namespace; 127 COMMAND not found."""
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run COMMAND against a fresh mock (HELIOS_MOCK_URL set), then print the client-rule violations",
+        usage="helios-mock run [serve options] [--netns] [--strict] [--ignore RULE] -- COMMAND [ARG…]",
+        epilog=RUN_EPILOG,
+    )
+    for flag, field, metavar, help_text in SERVE_FLAGS:
+        repeatable = {"action": "append"} if field == "api_keys" else {}
+        run.add_argument(flag, type=_raw_flag(field), metavar=metavar, help=help_text, **repeatable)
+    run.add_argument(
+        "--netns",
+        action="store_true",
+        help="run the mock and COMMAND in a private network "
+        "namespace (veth 198.18.0.1/24): what libwebrtc clients need on a loopback-only runner",
+    )
+    run.add_argument(
+        "--strict", action="store_true", help="exit 3 when any client-rule violation was recorded"
+    )
+    run.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a client rule not to report (repeat the flag); GET /admin/violations lists the ids",
+    )
+    run.add_argument(
+        "--ping-tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="scale of the documented keep-alive intervals for ping-missing (default 1.5)",
+    )
+    run.add_argument(
+        "--health-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the mock to answer /health (default 30)",
+    )
+    run.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the mock's log here (default: a new temporary file, named on start)",
+    )
+    run.add_argument("--inside-netns", type=Path, default=None, help=argparse.SUPPRESS)
+    run.add_argument("child", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- COMMAND [ARG…]")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mock_server.run import RunOptions, run
+
+    command = args.child[1:] if args.child[:1] == ["--"] else args.child
+    if not command:
+        return _fail("run: no command given (helios-mock run [options] -- COMMAND [ARG…])")
+    serve_argv: list[str] = []
+    for flag, _field, _, _ in SERVE_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        for text in value if isinstance(value, list) else [] if value is None else [value]:
+            serve_argv += [flag, text]
+    opts = RunOptions(
+        command=command,
+        serve_argv=serve_argv,
+        netns=args.netns,
+        inside_netns=args.inside_netns,
+        strict=args.strict,
+        ignore=tuple(args.ignore),
+        ping_tolerance=args.ping_tolerance,
+        health_timeout=args.health_timeout,
+        server_log=args.server_log,
+        admin_token=args.admin_token,
+        host_given=args.host is not None,
+        rerun_argv=args.raw_run_argv,
+    )
+    return run(opts)
+
+
 def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the mock server (env overrides: HELIOS_MOCK_<SETTING>)")
     for flag, field, metavar, help_text in SERVE_FLAGS:
@@ -251,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"helios-mock {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_serve(sub)
+    _add_run(sub)
     schemas = sub.add_parser(
         "schemas", help="write the contract files (JSON Schema, OpenAPI, reactor_wire .proto) to a directory"
     )
@@ -269,7 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "run":  # the namespace re-run gets the same arguments
+        args.raw_run_argv = [a for a in argv[argv.index("run") + 1 :] if not a.startswith("--inside-netns")]
     if args.command == "bench":  # everything after `bench` belongs to the benchmark
         args.bench_args = rest
     elif rest:

@@ -5,6 +5,9 @@
 // window.helios: {status, statuses, messages, runtimeMessages, errors, stats, offers, answers, ready (promise),
 //   grab(), sendCommand(name, params), disconnect(), inboundVideoStats()}. Times are performance.now() ms.
 import { Reactor } from "@reactor-team/js-sdk";
+// The JS harness's browser-safe decoder reads each grab in the page (RGBA ImageData), for comparison with
+// Python's decode_markers of the same grab's PNG (tests/e2e/test_browser.py).
+import { decodeMarkers } from "../../js/helios-mock/markers.mjs";
 
 const query = new URLSearchParams(location.search);
 const apiUrl = (query.get("api") || "").replace(/\/+$/, "");
@@ -90,8 +93,10 @@ helios.grab = () => {
   if (!width || !height) return null;
   canvas.width = width;
   canvas.height = height;
-  canvas.getContext("2d").drawImage(video, 0, 0, width, height);
+  const context = canvas.getContext("2d");
+  context.drawImage(video, 0, 0, width, height);
   return {
+    jsMarkers: decodeMarkers(context.getImageData(0, 0, width, height)),
     t: now(),
     width,
     height,

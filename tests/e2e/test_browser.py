@@ -49,6 +49,7 @@ class Grab:
     width: int
     height: int
     markers: Markers | None
+    js_markers: dict[str, int] | None  # the JS harness's decodeMarkers of the same picture, in the page
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _read_grabs(out_dir: Path, frames: list[dict[str, Any]]) -> list[Grab]:
     grabs = []
     for f in frames:
         rgb = np.asarray(Image.open(out_dir / "frames" / f["file"]).convert("RGB"))
-        grabs.append(Grab(f["file"], float(f["t"]), int(f["width"]), int(f["height"]), decode_markers(rgb)))
+        size = (int(f["width"]), int(f["height"]))
+        grabs.append(Grab(f["file"], float(f["t"]), *size, decode_markers(rgb), f.get("jsMarkers")))
     return grabs
 
 
@@ -229,6 +231,21 @@ def test_prompt_switch_in_pixels(run: BrowserRun) -> None:
     assert {switch - 1, switch} <= seen, f"switch at chunk {switch} not seen on both sides: {sorted(seen)}"
     for cc in run.messages("chunk_complete"):
         assert cc["active_prompt"] == (PROMPT_B if cc["chunk_index"] >= switch else PROMPT_A), cc
+
+
+def test_js_harness_decoder_agrees_in_the_browser(run: BrowserRun) -> None:
+    """@helios-mock/harness decodeMarkers on the page's RGBA ImageData == Python's decode of the same grab."""
+    assert run.grabs, "no frame grabbed" + run.context()
+    differ = []
+    for g in run.grabs:
+        m = g.markers
+        python = None if m is None else {
+            "chunk": m.chunk, "frame": m.frame, "promptId": m.prompt_id, "seed": m.seed, "imageId": m.image_id
+        }  # fmt: skip
+        if g.js_markers != python:
+            differ.append((g.file, g.js_markers, python))
+    assert not differ, f"JS and Python decoders differ on {len(differ)}/{len(run.grabs)} grabs: {differ[:5]}"
+    assert sum(g.js_markers is not None for g in run.grabs) >= 0.9 * len(run.grabs)
 
 
 def test_stop_session_at_the_end(run: BrowserRun) -> None:

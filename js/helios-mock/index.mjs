@@ -1,0 +1,3 @@
+import harness from "./index.cjs";
+
+export const { startMock, AdminClient, HeliosAdminError, decodeMarkers, promptId, bandHeight } = harness;
