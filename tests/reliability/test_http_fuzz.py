@@ -30,13 +30,18 @@ from conformance.server import HeliosServer
 
 HOSTILE_BODIES: dict[str, bytes] = {
     "nesting 500": b"[" * 500 + b"]" * 500,
-    "nesting 900 in an object": b'{"a":' + b"[" * 900 + b"]" * 900 + b"}",
+    "nesting 990 in an object": b'{"model":' + b"[" * 990 + b"]" * 990 + b"}",
+    "nesting 999 of objects": b'{"a":' * 999 + b"1" + b"}" * 999,
+    "nesting 5000": b"[" * 5000 + b"]" * 5000,
     "lone surrogate": json.dumps({"name": "fox \ud800 snow", "reason": "\udfff", "size": 1}).encode(),
     "invalid UTF-8": b'{"name": "\xff\xfe"}',
     "2 MB string": json.dumps({"name": "x" * 2_000_000, "sdp_offer": "y"}).encode(),
     "array for object": b"[1, 2, 3]",
     "truncated": b'{"model": {"name": "hel',
 }
+
+# the upload PUT takes raw bytes, not JSON; a reset would end the sessions the later requests aim at
+SKIP_HOSTILE = ("/uploads/{presigned_id}", "/admin/reset")
 
 
 @dataclass
@@ -117,12 +122,17 @@ def _live_sessions(url: str) -> dict[str, str]:
 def _hostile_bodies(url: str, operations: list[Any], run: HttpRun, sessions: dict[str, str]) -> None:
     with httpx.Client(base_url=url, timeout=30) as http:
         for operation in operations:
-            if operation.method.upper() not in ("POST", "PUT") or "/uploads/" in operation.path:
+            if operation.method.upper() not in ("POST", "PUT") or operation.path in SKIP_HOSTILE:
                 continue
-            path = operation.path.replace("{session_id}", sessions["production"]).replace(
-                "{connection_id}", "2000"
+            targets = (
+                {sessions[mode] for mode in ("local", "production")}
+                if "{session_id}" in operation.path
+                else {""}
             )
-            for name, body in HOSTILE_BODIES.items():
+            for name, body, session_id in [
+                (n, b, s) for n, b in HOSTILE_BODIES.items() for s in sorted(targets)
+            ]:
+                path = operation.path.replace("{session_id}", session_id).replace("{connection_id}", "2000")
                 try:
                     resp = http.request(
                         operation.method.upper(),
@@ -131,6 +141,7 @@ def _hostile_bodies(url: str, operations: list[Any], run: HttpRun, sessions: dic
                         headers={"Content-Type": "application/json", "Authorization": "Bearer fuzz"},
                     )
                 except httpx.HTTPError as exc:  # a dropped connection is as bad as a 5xx
+                    run.requests += 1
                     run.server_errors.append(f"{operation.method.upper()} {path} ({name}): {exc!r}")
                     continue
                 run.note(
@@ -161,6 +172,7 @@ def http_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             try:
                 response = case.call(base_url=server.url, timeout=30)
             except Exception as exc:  # noqa: BLE001 - a dropped connection is as bad as a 5xx
+                run.requests += 1
                 run.server_errors.append(f"{case.method} {case.path}: the request failed: {exc!r}")
                 return
             run.note(case.method, case.operation.path, documented, response.status_code, response.text)
