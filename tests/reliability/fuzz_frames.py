@@ -126,6 +126,8 @@ def _command_verdict(name: str, params: dict[str, Any], uploads: dict[str, Any])
         check_params(name, {**params, **uploads})
     except RefRejected:
         return True
+    except OverflowError:  # an integer past any double where a number in a range belongs (e.g. 10**400)
+        return True
     return False
 
 
