@@ -9,10 +9,12 @@ the grace and a margin, the session must be closed with a reason, no session may
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,7 +30,7 @@ CLIENT = Path(__file__).with_name("killed_client.py")
 
 
 @pytest.fixture
-def short_grace_server(tmp_path: Path) -> HeliosServer:
+def short_grace_server(tmp_path: Path) -> Iterator[HeliosServer]:
     server = HeliosServer.start(
         speed=20,
         extra=["--ping-timeout", str(PING_TIMEOUT), "--reconnect-grace", str(GRACE), "--log-level", "info"],
@@ -60,10 +62,10 @@ def test_killed_client_session_is_reclaimed(
         env={**os.environ},
     )
     try:
-        line = client.stdout.readline() if client.stdout else ""
-        assert line.startswith("READY "), (
-            f"client never got going: {line!r} {client.stderr.read() if client.stderr else ''}"
-        )
+        assert client.stdout is not None
+        ready, _, _ = select.select([client.stdout], [], [], 60)  # the client connects and starts
+        line = client.stdout.readline() if ready else ""
+        assert line.startswith("READY "), f"the client never got going: {line!r}"
         session_id = line.split()[1]
         live, health = _live(server.url)
         assert [s["session_id"] for s in live] == [session_id] and health == "serving"
