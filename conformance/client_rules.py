@@ -2,9 +2,10 @@
 
 Input is the JSON of ``GET /admin/record`` (every session) or ``GET /admin/sessions/{id}/transcript`` (one
 session): time-ordered entries ``{t, direction: in|out|http|event, kind, connection_id, channel, chunk, body,
-request_id}`` plus the runtime-level ``rejections``. Each rule names one thing HELIOS.md / PROTOCOL.md say a
-client must (not) do; ``RULES`` lists them. The model's state is followed from the ``state`` messages the
-server sent, so refusal rules judge a command against the state the server had when the command arrived.
+request_id}`` plus the runtime-level ``rejections``. Each rule names one thing docs/HELIOS.md or
+docs/PROTOCOL.md say a client must (not) do; ``RULES`` lists them. The model's state is followed from the
+``state`` messages the server sent, so refusal rules judge a command against the state the server had when
+the command arrived.
 
     violations = check_record(server.record())      # or check_transcript(server.transcript("local"))
     for v in violations: print(v)                   # "[start-without-prompt] start sent with no prompt …"
@@ -21,28 +22,34 @@ from mock_server.model.commands import COMMANDS, UPLOAD_PARAMS, CommandRejected,
 from .reference_model import INITIAL_STATE
 
 RULES: dict[str, str] = {
-    "command-unknown": "a command name Helios does not have (HELIOS.md §5.1)",
+    "command-unknown": "a command name Helios does not have (docs/HELIOS.md §5.1)",
     "command-invalid": "parameters fail the command schema (missing, wrong type, out of range; §3.3)",
-    "upload-in-data": "an upload parameter sent in 'data' instead of 'uploads' (PROTOCOL.md §3.2)",
-    "upload-not-put": "a command references an upload whose bytes were not PUT before it (PROTOCOL.md §1.7)",
+    "upload-in-data": "an upload parameter sent in 'data' instead of 'uploads' (docs/PROTOCOL.md §3.2)",
+    "upload-not-put": (
+        "a command references an upload whose bytes were not PUT before it (docs/PROTOCOL.md §1.7)"
+    ),
     "upload-not-announced": "a command references an upload never announced with fileUploaded (§1.7 step 3)",
-    "command-before-ready": "a command sent on a connection that was not ready (HELIOS.md §2 step 1)",
-    "start-without-prompt": "start sent while no prompt is scheduled at chunk 0 (HELIOS.md §2 step 2)",
-    "start-while-started": "start sent while already started (reset first, HELIOS.md §5.2)",
-    "pause-not-running": "pause sent while generation is not running (HELIOS.md §5.2)",
-    "resume-not-paused": "resume sent while generation is not paused (HELIOS.md §5.2)",
-    "snapshot-not-started": "save_snapshot or rewind sent before start (HELIOS.md §5.2)",
-    "prompt-in-past": "schedule_prompt for a chunk earlier than the earliest schedulable one (HELIOS.md §4)",
-    "prompt-empty": "a prompt that is empty or only whitespace (HELIOS.md §5.2)",
+    "command-before-ready": "a command sent on a connection that was not ready (docs/HELIOS.md §2 step 1)",
+    "start-without-prompt": "start sent while no prompt is scheduled at chunk 0 (docs/HELIOS.md §2 step 2)",
+    "start-while-started": "start sent while already started (reset first, docs/HELIOS.md §5.2)",
+    "pause-not-running": "pause sent while generation is not running (docs/HELIOS.md §5.2)",
+    "resume-not-paused": "resume sent while generation is not paused (docs/HELIOS.md §5.2)",
+    "snapshot-not-started": "save_snapshot or rewind sent before start (docs/HELIOS.md §5.2)",
+    "prompt-in-past": (
+        "schedule_prompt for a chunk earlier than the earliest schedulable one (docs/HELIOS.md §4)"
+    ),
+    "prompt-empty": "a prompt that is empty or only whitespace (docs/HELIOS.md §5.2)",
     "command-refused": "any other command the model refused with command_error / rewind_failed (§3.2)",
-    "request-id-missing": "a v1 request without request_id: no correlated reply can come (PROTOCOL.md §3.4)",
-    "request-id-reused": "a v1 request_id used twice on one connection and channel (PROTOCOL.md §3.4)",
-    "frame-malformed": "a data-channel frame the server could not decode (PROTOCOL.md §3.2, §3.3, §3.6)",
+    "request-id-missing": (
+        "a v1 request without request_id: no correlated reply can come (docs/PROTOCOL.md §3.4)"
+    ),
+    "request-id-reused": "a v1 request_id used twice on one connection and channel (docs/PROTOCOL.md §3.4)",
+    "frame-malformed": "a data-channel frame the server could not decode (docs/PROTOCOL.md §3.2, §3.3, §3.6)",
     "ping-missing": "keep-alive gap longer than the client's interval × tolerance (v0 5 s, v1 10 s; §1.10)",
     "after-stop": "an HTTP call or a frame after the client stopped or deleted the session (§1.4, §1.5)",
-    "track-unknown": "a track verb naming a track Helios does not have (only main_video, HELIOS.md §1)",
-    "track-publish": "publish_track sent to Helios, which has no input tracks (HELIOS.md §1)",
-    "step-request": "request_step sent to Helios, a streamed model (PROTOCOL.md §3.3)",
+    "track-unknown": "a track verb naming a track Helios does not have (only main_video, docs/HELIOS.md §1)",
+    "track-publish": "publish_track sent to Helios, which has no input tracks (docs/HELIOS.md §1)",
+    "step-request": "request_step sent to Helios, a streamed model (docs/PROTOCOL.md §3.3)",
     "http-error": "an HTTP call the server answered with a 4xx status (the client sent something wrong)",
     "command-after-end": "a command sent after the server ended the session (sessionEnded / SessionEnded)",
     "no-delete-after-end": "production: the server ended the session and the client never sent DELETE (§1.5)",
@@ -50,14 +57,15 @@ RULES: dict[str, str] = {
     "reconnect-after-grace": "a reconnect (PUT sdp_params) after the reconnect grace ended the session",
 }
 
-POLL_FIRST_GAP = 0.2  # documented readiness polling: 0.2 s, doubling, capped at 10 s (PROTOCOL.md §1.10)
+POLL_FIRST_GAP = 0.2  # documented readiness polling: 0.2 s, doubling, capped at 10 s (docs/PROTOCOL.md §1.10)
 POLL_MAX_GAP = 10.0
 POLL_TOLERANCE = 0.5  # a gap shorter than half the documented one is "too fast"
 CLIENT_END_REASONS = ("session deleted by the client", "session stopped by the client")
 SERVER_ADMIN_END_REASONS = ("the server was reset", "the server is shutting down")
 GRACE_END_PREFIX = "no client reconnected within"
 
-PING_INTERVALS: dict[str, float] = {"v0": 5.0, "v1": 10.0}  # documented client keep-alive (PROTOCOL.md §1.10)
+# documented client keep-alive (docs/PROTOCOL.md §1.10)
+PING_INTERVALS: dict[str, float] = {"v0": 5.0, "v1": 10.0}
 DEFAULT_PING_TOLERANCE = 1.5
 
 _REFUSALS = ("command_error", "rewind_failed")
@@ -351,7 +359,7 @@ class _Checker:
         self.pending.flagged = len(self.out) > before
 
     def model_rules(self, entry: Mapping[str, Any], name: str, params: Any) -> None:
-        """Refusals predictable from the model state the server last broadcast (HELIOS.md §4, §5.2)."""
+        """Refusals predictable from the model state the server last broadcast (docs/HELIOS.md §4, §5.2)."""
         state = self.state
         started, running, paused = bool(state["started"]), bool(state["running"]), bool(state["paused"])
         chunk = int(state.get("current_chunk") or 0)

@@ -116,7 +116,7 @@ def chunks_with_prompt(client: WireClient, prompt: str) -> list[int]:
 
 def resume_video(client: WireClient) -> None:
     """Let video flow to a v1 client: registered connections start with main_video paused until the
-    client sends ResumeTrack, as the Python SDK does at connect (PROTOCOL.md §4.2). No-op on v0."""
+    client sends ResumeTrack, as the Python SDK does at connect (docs/PROTOCOL.md §4.2). No-op on v0."""
     if client.wire == "v1":
         from mock_server.wire import reactor_wire_pb as pb
 

@@ -1,10 +1,10 @@
-"""An independent reference model of Helios, written from HELIOS.md §3-6 alone (it shares no code with
+"""An independent reference model of Helios, written from docs/HELIOS.md §3-6 alone (it shares no code with
 ``mock_server.model.helios``), used by the state-machine tests to predict every reply, broadcast and plan.
 
 It predicts *what* a command produces; the driver decides *when* chunks begin and complete (in process:
 explicit ``begin_chunk``/``complete_chunk``; over the wire: as ``chunk_complete`` messages arrive).
 
-Where HELIOS.md leaves a detail open, the choice below is the mock's documented behaviour or the reading
+Where docs/HELIOS.md leaves a detail open, the choice below is the mock's documented behaviour or the reading
 that keeps "every command takes effect at the next chunk" true; each is marked *interpretation*.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 
 CAPACITY = 50  # snapshot buffer
 DEFAULT_STRENGTH = 1.0
-INITIAL_STATE: dict[str, Any] = {  # the `state` payload of a fresh or reset session (HELIOS.md §6)
+INITIAL_STATE: dict[str, Any] = {  # the `state` payload of a fresh or reset session (docs/HELIOS.md §6)
     "started": False,
     "running": False,
     "paused": False,
@@ -58,7 +58,7 @@ LEGACY: dict[str, dict[str, tuple[str, ...]]] = {"set_image": {"transition": ("c
 
 @dataclass(frozen=True)
 class Param:
-    """One command parameter as HELIOS.md §5.1 / §7 describe it."""
+    """One command parameter as docs/HELIOS.md §5.1 / §7 describe it."""
 
     kind: str  # "string" | "text" (no control characters) | "integer" | "number" | "enum" | "upload"
     required: bool = True
@@ -92,7 +92,7 @@ _UPLOAD_FIELDS = {"upload_id": "string", "name": "string", "mime_type": "string"
 
 
 class RefRejected(Exception):
-    """The reference's runtime-level rejection (HELIOS.md §3.3)."""
+    """The reference's runtime-level rejection (docs/HELIOS.md §3.3)."""
 
 
 def _is_number(value: Any) -> bool:
@@ -185,7 +185,7 @@ class Msg:
 
 @dataclass(frozen=True)
 class Expected:
-    """What one command must produce, in wire order (HELIOS.md §3.4)."""
+    """What one command must produce, in wire order (docs/HELIOS.md §3.4)."""
 
     accepted: bool
     broadcasts: tuple[Msg, ...]
@@ -229,7 +229,7 @@ class _Snapshot:
 
 @dataclass
 class ReferenceHelios:
-    """The Helios model state of HELIOS.md §4 and the command rules of §5.2.
+    """The Helios model state of docs/HELIOS.md §4 and the command rules of §5.2.
 
     ``draw_seed`` stands for the server's random seed source (in process the test shares it with the
     model); without it a drawn seed is unknown (``None``).
@@ -259,7 +259,7 @@ class ReferenceHelios:
 
     @property
     def earliest(self) -> int:
-        """E of HELIOS.md §4. *Interpretation*: while a rewind waits for the chunk in progress, E is the
+        """E of docs/HELIOS.md §4. *Interpretation*: while a rewind waits for the chunk in progress, E is the
         snapshot's chunk — the chunk generation continues from — so a prompt still lands on the next chunk."""
         if self.pending_rewind is not None:
             return self.pending_rewind.chunk

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for Helios commands (HELIOS.md §5.1, §3.3).
+"""Hypothesis strategies for Helios commands (docs/HELIOS.md §5.1, §3.3).
 
 * :func:`valid_commands` — commands whose parameters pass the runtime's contract (the model may still refuse
   them: an empty prompt, an undecodable image, a chunk in the past are *valid* commands).
@@ -102,7 +102,7 @@ class UploadPlaceholder:
 
     @property
     def refusal(self) -> str | None:
-        """The mock's refusal text for this upload (HELIOS.md §6), None when it is accepted or unresolved."""
+        """The mock's refusal text for this upload (docs/HELIOS.md §6), None when accepted or unresolved."""
         if self.kind in ("octet", "text"):
             return f"unsupported image type: {self.payload()[2]}"
         if self.kind in ("undecodable", "gif"):
@@ -281,7 +281,7 @@ def _valid(name: str) -> st.SearchStrategy[CommandCase]:
 def valid_commands(
     names: tuple[str, ...] | None = None, *, weights: dict[str, int] | None = None
 ) -> st.SearchStrategy[CommandCase]:
-    """Valid commands (per the parameter contract of HELIOS.md §5.1), weighted by ``weights``
+    """Valid commands (per the parameter contract of docs/HELIOS.md §5.1), weighted by ``weights``
     (default :data:`COMMAND_WEIGHTS`); ``names`` restricts the commands."""
     table = weights or COMMAND_WEIGHTS
     chosen = [n for n in COMMAND_NAMES if names is None or n in names]
@@ -474,7 +474,7 @@ _INVALID_BUILDERS = {
 
 
 def invalid_commands(categories: tuple[str, ...] = INVALID_CATEGORIES) -> st.SearchStrategy[CommandCase]:
-    """Commands the runtime rejects (HELIOS.md §3.3), each tagged with ``invalid`` (category + detail).
+    """Commands the runtime rejects (docs/HELIOS.md §3.3), each tagged with ``invalid`` (category + detail).
 
     ``unresolved_upload`` cases only make sense over a wire with an upload store; leave that category out
     when driving the pure model.

@@ -1,7 +1,7 @@
 """A raw Reactor wire client (aiortc) that can speak v0 JSON or v1 protobuf — and send anything, even garbage.
 
 Used by the server conformance suite, the bad-input tests, the Hypothesis state machine and the load
-scenarios. It follows the same signalling as the public clients (PROTOCOL.md §4), so it works against the
+scenarios. It follows the same signalling as the public clients (docs/PROTOCOL.md §4), so it works against the
 mock or any Reactor-compatible server. Like the libwebrtc clients, it needs a non-loopback address to
 gather a host candidate (run it inside a network namespace with a veth pair, as the tests do).
 """
@@ -95,7 +95,7 @@ class WireClient:
         resp = await self.http.post("/sessions", json=payload, headers=self._headers())
         resp.raise_for_status()
         self.session_id = resp.json()["session_id"]
-        delay = 0.2  # the documented readiness backoff: 0.2 s, doubling (PROTOCOL.md §1.10)
+        delay = 0.2  # the documented readiness backoff: 0.2 s, doubling (docs/PROTOCOL.md §1.10)
         for _ in range(100):
             resp = await self.http.get(f"/sessions/{self.session_id}", headers=self._headers())
             resp.raise_for_status()
@@ -150,7 +150,7 @@ class WireClient:
         await self._offer(method="POST")
         await self._wait(lambda: self.ready, timeout, "transport readiness")
         self.timings["connect_to_ready"] = time.monotonic() - t0
-        if wait_state:  # Helios greets every new connection with its state (HELIOS.md §3.5)
+        if wait_state:  # Helios greets every new connection with its state (docs/HELIOS.md §3.5)
             await self.wait_message("state", timeout=timeout)
 
     async def reconnect(self, timeout: float = 20.0) -> None:

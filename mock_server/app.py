@@ -1,6 +1,6 @@
 """The HTTP app: assembles the route families, CORS, the HTTP-record middleware and the error handlers.
 
-One port serves both modes (PROTOCOL.md §1). Every error is `{"detail": "<what to do>"}`.
+One port serves both modes (docs/PROTOCOL.md §1). Every error is `{"detail": "<what to do>"}`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Bad input over the real wire (HELIOS.md §3.2–3.3): refusals, rejections, and a session that keeps going.
+"""Bad input over the real wire (docs/HELIOS.md §3.2–3.3): refusals, rejections, and a session that keeps
+going.
 
 Runs a raw aiortc client on loopback against the session's mock server (pytest plugin fixtures).
 """

@@ -106,7 +106,7 @@ def _answers(http: httpx.Client, path: str, key: str) -> bool:
 
 
 def check_message(type_: str, data: Any) -> None:
-    """A model message matches its HELIOS.md §6 model: unknown fields are errors, nothing is coerced (the
+    """A model message matches its docs/HELIOS.md §6 model: unknown fields are errors, nothing is coerced (the
     parsed message equals what came), and integer fields hold integral numbers (v1 numbers are doubles)."""
     model = MESSAGES.get(type_)
     assert model is not None, f"unknown model message type {type_!r}"
@@ -265,7 +265,7 @@ class Stream:
         uploads: dict[str, dict[str, Any]] | None = None,
         timeout: float = 10.0,
     ) -> Reply:
-        """Send a v1 command; read up to its correlated reply (HELIOS.md §3.4 order)."""
+        """Send a v1 command; read up to its correlated reply (docs/HELIOS.md §3.4 order)."""
         first_chunk = len(self.chunk_events)
         request_id = self.client.send_command(name, params, uploads)
         await reply_to(self.client, request_id, name, timeout)

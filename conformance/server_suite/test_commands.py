@@ -1,4 +1,4 @@
-"""Data-channel semantics (HELIOS.md §3, §5): greeting, replies and their order, refusals, rejections."""
+"""Data-channel semantics (docs/HELIOS.md §3, §5): greeting, replies and their order, refusals, rejections."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ async def test_refusals_broadcast_command_error_then_ack_and_no_state(
 
 @pytest.mark.mock_only
 async def test_refusal_reasons(session: tuple[WireClient, Stream]) -> None:
-    """[mock] The documented refusal texts (HELIOS.md §6)."""
+    """[mock] The documented refusal texts (docs/HELIOS.md §6)."""
     _, s = session
     for name, params, reason in [
         ("start", {}, "no prompt scheduled at chunk 0"),

@@ -1,4 +1,5 @@
-"""Generation semantics (HELIOS.md §4, §5.2): chunk cadence, the next-chunk rule, pause, reset, snapshots.
+"""Generation semantics (docs/HELIOS.md §4, §5.2): chunk cadence, the next-chunk rule, pause, reset,
+snapshots.
 
 Frame checks against helios-mock read its marker band (chunk, frame, prompt id, seed, image id) and fail
 when no marked frame arrives. Other servers draw no marker band: there the video must flow, and the
@@ -312,7 +313,7 @@ async def test_seed_is_read_at_start_and_survives_reset(
 
 
 async def test_request_schema(session: tuple[WireClient, Stream]) -> None:
-    """The model schema on the v1 control channel: an OpenAPI document (HELIOS.md §7)."""
+    """The model schema on the v1 control channel: an OpenAPI document (docs/HELIOS.md §7)."""
     client, _ = session
     reply = await client.reply(client.request_control("request_schema"))
     assert (reply.scope, reply.type) == ("control", "model_schema"), reply

@@ -1,4 +1,4 @@
-"""HTTP API (PROTOCOL.md §1): descriptors, signalling statuses, ICE servers, uploads, session end."""
+"""HTTP API (docs/PROTOCOL.md §1): descriptors, signalling statuses, ICE servers, uploads, session end."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ async def test_upload_errors(open_client: ClientFactory, target: Target) -> None
     async with httpx.AsyncClient(base_url=target.url, timeout=10, headers=headers) as http:
         url = f"/sessions/{owner.session_id}/uploads"
         for bad in ({"name": "a.png", "size": 0, "mime_type": "image/png"}, {"name": "", "size": 3}):
-            # PROTOCOL.md §1.7: RT2/RT3 answer 400; the mock's body validation answers 422 (both 4xx)
+            # docs/PROTOCOL.md §1.7: RT2/RT3 answer 400; the mock's body validation answers 422 (both 4xx)
             assert (await http.post(url, json=bad)).status_code in (400, 422)
         slot = (await http.post(url, json={"name": "a.png", "size": 3, "mime_type": "image/png"})).json()
         assert (await http.put(slot["presigned_url"], content=b"ab")).status_code == 400

@@ -1,4 +1,4 @@
-"""Deterministic synthetic frames for the mock Helios (HELIOS.md §11).
+"""Deterministic synthetic frames for the mock Helios (docs/HELIOS.md §11).
 
 A frame is a pure function of (prompt, seed, reference image + strength, chunk index, frame index, size):
 

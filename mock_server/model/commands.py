@@ -1,4 +1,4 @@
-"""Parameter models of the Helios commands (HELIOS.md §5.1) and their runtime-level validation (§3.3).
+"""Parameter models of the Helios commands (docs/HELIOS.md §5.1) and their runtime-level validation (§3.3).
 
 Typing rules (v1 numbers are doubles, v0 is JSON):
 
@@ -7,7 +7,7 @@ Typing rules (v1 numbers are doubles, v0 is JSON):
 * strings must be strings (no coercion); prompts and labels are bounded and hold no control characters
   other than tab, line feed and carriage return (model/limits.py, docs/LIMITS.md);
 * an unexpected parameter is rejected, as reactor-runtime's contract does ("unexpected argument"), except
-  the legacy ``transition`` of ``set_image`` (HELIOS.md §5.2), which is accepted and ignored.
+  the legacy ``transition`` of ``set_image`` (docs/HELIOS.md §5.2), which is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class _Params(BaseModel):
 
 
 class UploadReference(BaseModel):
-    """Reference to a file uploaded via the Reactor upload protocol (HELIOS.md §7)."""
+    """Reference to a file uploaded via the Reactor upload protocol (docs/HELIOS.md §7)."""
 
     # The reference's own extra keys are dropped: the codecs carry exactly these four fields.
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -205,14 +205,14 @@ UPLOAD_PARAMS: dict[str, tuple[str, ...]] = {
 # ------------------------------------------------------------------------------------------ validation
 
 # Parameters a command accepts and ignores although they are not in its model: set_image's legacy
-# ``transition`` (older Helios docs, HELIOS.md §5.2), with the values those docs list.
+# ``transition`` (older Helios docs, docs/HELIOS.md §5.2), with the values those docs list.
 LEGACY_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {"set_image": {"transition": ("cut", "blend")}}
 
 MESSAGE_MAX_CHARS = 1_000  # a rejection message (it quotes client text) in a reply and a log line
 
 
 class CommandRejected(Exception):
-    """A runtime-level rejection, before the model sees the command (HELIOS.md §3.3)."""
+    """A runtime-level rejection, before the model sees the command (docs/HELIOS.md §3.3)."""
 
     def __init__(self, code: str, message: str) -> None:
         message = clip(message, MESSAGE_MAX_CHARS)

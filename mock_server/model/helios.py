@@ -1,4 +1,4 @@
-"""The Helios state machine (HELIOS.md §3-6, §9): pure, no I/O, no clock, no randomness of its own.
+"""The Helios state machine (docs/HELIOS.md §3-6, §9): pure, no I/O, no clock, no randomness of its own.
 
 The session drives it: ``handle`` for each validated command, ``begin_chunk`` / ``complete_chunk`` around the
 33 frames of each chunk. Every result is a list of messages in wire order.
@@ -45,7 +45,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Result of one command, in wire order (HELIOS.md §3.4)."""
+    """Result of one command, in wire order (docs/HELIOS.md §3.4)."""
 
     accepted: bool
     broadcasts: tuple[Message, ...]  # 1. to every connection
@@ -113,7 +113,7 @@ class Helios:
 
     @property
     def earliest_chunk(self) -> int:
-        """E of HELIOS.md §4: the first chunk a prompt change can still reach.
+        """E of docs/HELIOS.md §4: the first chunk a prompt change can still reach.
 
         While a rewind waits for the chunk in progress, that is the chunk generation continues from.
         """

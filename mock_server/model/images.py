@@ -1,4 +1,4 @@
-"""Uploaded files and reference-image conditioning (HELIOS.md §5.2 set_image)."""
+"""Uploaded files and reference-image conditioning (docs/HELIOS.md §5.2 set_image)."""
 
 from __future__ import annotations
 

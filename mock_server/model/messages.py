@@ -1,4 +1,4 @@
-"""Payload models of the Helios messages, model -> client (HELIOS.md §6).
+"""Payload models of the Helios messages, model -> client (docs/HELIOS.md §6).
 
 Each model describes the ``data`` of a ``{type, data}`` message; ``TYPE`` is the wire type name.
 """

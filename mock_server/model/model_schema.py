@@ -1,7 +1,8 @@
-"""The model schema served on requestSchema / request_schema (HELIOS.md §7), built from the pydantic models.
+"""The model schema served on requestSchema / request_schema (docs/HELIOS.md §7), built from the pydantic
+models.
 
 Commands become ``paths["/events/<name>"].post``, messages ``webhooks["<type>"]``, tracks go in ``x-reactor``;
-also the v0 ``modelCapabilities`` command list (PROTOCOL.md §3.2).
+also the v0 ``modelCapabilities`` command list (docs/PROTOCOL.md §3.2).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MODEL_DESCRIPTION = (
 UPLOAD_COMPONENT = "ReactorUploadReference"
 TRACKS = [{"name": "main_video", "kind": "video", "direction": "out"}]
 
-# command -> wire type of its answer (HELIOS.md §5.1); commands not listed have no answer
+# command -> wire type of its answer (docs/HELIOS.md §5.1); commands not listed have no answer
 ANSWERS: dict[str, str] = {
     "set_prompt": "prompt_accepted",
     "schedule_prompt": "prompt_accepted",
@@ -124,7 +125,7 @@ def _responses(command: str) -> dict[str, Any]:
 
 
 def build_model_schema(version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of HELIOS.md §7."""
+    """The OpenAPI 3.1 document of docs/HELIOS.md §7."""
     paths: dict[str, Any] = {}
     for name in ADVERTISED:
         paths[f"/events/{name}"] = {

@@ -1,4 +1,4 @@
-"""Production coordinator routes (PROTOCOL.md §1): /tokens and /sessions."""
+"""Production coordinator routes (docs/PROTOCOL.md §1): /tokens and /sessions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Local runtime routes (PROTOCOL.md §1): /start_session, /session, /stop_session, /health, /schema."""
+"""Local runtime routes (docs/PROTOCOL.md §1): /start_session, /session, /stop_session, /health, /schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WebRTC signalling routes under /sessions/{id}/transport/webrtc (PROTOCOL.md §4).
+"""WebRTC signalling routes under /sessions/{id}/transport/webrtc (docs/PROTOCOL.md §4).
 
 The flat `sdp_params` route is the legacy default connection (JS 2.9.0); the per-connection routes serve
 registered connections. The session's signalling part chooses the connection and answers.

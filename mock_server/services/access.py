@@ -1,4 +1,4 @@
-"""Access rules: who may create and operate a production session (HELIOS.md §10 "Token scope").
+"""Access rules: who may create and operate a production session (docs/HELIOS.md §10 "Token scope").
 
 * An unscoped token (minted without `authorization_details`, an opaque bearer string, the static test
   token) acts for its whole account: it may operate every session of that account.

@@ -7,7 +7,7 @@
   no `Sec-Fetch-Site`), addresses typed into the browser (`Sec-Fetch-Site: none`) and pages of the
   server's own origin. Cross-origin and same-site pages, sandboxed (`Origin: null`) pages, and pages that
   reach the server by a DNS name other than `localhost` (a DNS-rebinding page looks same-origin) get 403.
-* CORS: `*` on the client-facing routes (PROTOCOL.md §1.1); never on admin routes.
+* CORS: `*` on the client-facing routes (docs/PROTOCOL.md §1.1); never on admin routes.
 """
 
 from __future__ import annotations

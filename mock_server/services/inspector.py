@@ -293,7 +293,7 @@ def _entry_event(entry: Entry) -> dict[str, Any] | None:
 
 
 def _effects(entries: list[Entry], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where each prompt command took effect: the chunk its `prompt_accepted` names (HELIOS.md §4)."""
+    """Where each prompt command took effect: the chunk its `prompt_accepted` names (docs/HELIOS.md §4)."""
     effects = []
     accepted = [e for e in entries if e.direction == "out" and _message_type(e) == "prompt_accepted"]
     used: set[int] = set()

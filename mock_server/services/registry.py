@@ -105,7 +105,7 @@ class Registry:
     # ------------------------------------------------------------------ descriptors
 
     def descriptor(self, session: AnySession | None) -> dict[str, Any]:
-        """The session object both clients parse (PROTOCOL.md §1.4); production sessions may be pending."""
+        """The session object both clients parse (docs/PROTOCOL.md §1.4); a production one may be pending."""
         base: dict[str, Any] = {
             "session_id": session.id if session else LOCAL_ID,
             "cluster": "local" if session is None or session.mode == "local" else "mock",

@@ -132,7 +132,7 @@ class Session:
 
     @property
     def local_state(self) -> str:
-        """RT2-style local state names (PROTOCOL.md §1.4)."""
+        """RT2-style local state names (docs/PROTOCOL.md §1.4)."""
         if self.closed:
             return "CLOSING"
         if self.live_connections:
@@ -162,7 +162,7 @@ class Session:
             if not conn.greeted:
                 conn.greeted = True
                 self.record.add("event", "connection ready", connection_id=conn.id)
-                self.outbox.send(conn, self.helios.state_message())  # to this one only (HELIOS.md §3.5)
+                self.outbox.send(conn, self.helios.state_message())  # to this one only (docs/HELIOS.md §3.5)
         elif not self.closed:
             self.watchdog.connection_lost()
         self.clock.wake()

@@ -1,7 +1,7 @@
 """A session's WebRTC signalling: register connections, answer offers (first POST or PUT reconnect), take
 trickled candidates, and say which answer a poll gets.
 
-Two route shapes lead here (PROTOCOL.md §4): the flat legacy `sdp_params` route (JS 2.9.0), whose one
+Two route shapes lead here (docs/PROTOCOL.md §4): the flat legacy `sdp_params` route (JS 2.9.0), whose one
 connection is 1001, and the per-connection routes, where `connect(connection_id=N)` may skip registration.
 """
 

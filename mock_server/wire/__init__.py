@@ -19,17 +19,18 @@ __all__ = [
     "provisional_codec",
 ]
 
-# PY's session-level SDP extensions (PROTOCOL.md §2.3), e.g. "a=x-reactor-dc-chunking:1 max-message-size=…".
+# PY's session-level SDP extensions (docs/PROTOCOL.md §2.3),
+# e.g. "a=x-reactor-dc-chunking:1 max-message-size=…".
 _REACTOR_SDP_ATTR = re.compile(r"^a=x-reactor-(?:frame-metadata|dc-chunking)(?=[:\s]|$)", re.MULTILINE)
 
 
 def codec_for_first_frame(raw: str | bytes) -> Codec:
-    """RT3's rule (PROTOCOL.md §3.6 step 2): text or JSON-looking binary -> v0, other binary -> v1."""
+    """RT3's rule (docs/PROTOCOL.md §3.6 step 2): text or JSON-looking binary -> v0, other binary -> v1."""
     return V0Codec() if looks_like_json(raw) else V1Codec()
 
 
 def provisional_codec(*, flat_route: bool, sdk_type: str | None, offer_sdp: str) -> Codec:
-    """The codec to use before the first inbound frame, from signalling hints (PROTOCOL.md §3.6 table)."""
+    """The codec to use before the first inbound frame, from signalling hints (docs/PROTOCOL.md §3.6)."""
     if flat_route:
         return V0Codec()
     if sdk_type == "python":

@@ -249,7 +249,7 @@ Outbound = (
 
 
 class Codec(Protocol):
-    """One wire encoding. A connection latches one codec for its life (PROTOCOL.md §3.6)."""
+    """One wire encoding. A connection latches one codec for its life (docs/PROTOCOL.md §3.6)."""
 
     name: str
 

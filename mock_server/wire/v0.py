@@ -1,4 +1,4 @@
-"""v0: the legacy JSON encoding spoken by the JS SDK (PROTOCOL.md §3.2).
+"""v0: the legacy JSON encoding spoken by the JS SDK (docs/PROTOCOL.md §3.2).
 
 Data channel: text frames ``{"scope": "application" | "runtime", "data": {"type", "data", "uploads"?}}``.
 Control channel: JSON track verbs ``{"type": "notification" | "request", "event" | "method", ...}``.

@@ -1,4 +1,4 @@
-"""v1: binary protobuf envelopes of package reactor_wire.v1 (PROTOCOL.md §3.3–3.4).
+"""v1: binary protobuf envelopes of package reactor_wire.v1 (docs/PROTOCOL.md §3.3–3.4).
 
 The "control" channel carries ControlClientMessage / ControlServerMessage; every other channel carries
 DataClientMessage / DataServerMessage. One protobuf message per frame, no length prefix. Struct values

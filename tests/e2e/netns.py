@@ -1,4 +1,4 @@
-"""Run commands inside a fresh, unprivileged network namespace (CLIENTS.md §1).
+"""Run commands inside a fresh, unprivileged network namespace (docs/CLIENTS.md §1).
 
 The namespace has ``lo`` up and a veth pair ``v0``/``v1`` with ``198.18.0.1/24`` on ``v0`` (both ends up): one
 non-loopback address that every WebRTC stack gathers, in a range that is never routed. Nothing started inside

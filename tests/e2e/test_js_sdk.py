@@ -343,7 +343,7 @@ def test_set_image(run: RunResult) -> None:
     upload = run.step("upload:img")
     assert upload["size"] == len(png) and upload["mime_type"] == "image/png"
     assert saved_msg(run, "wait:ia") == {"width": IMAGE_SIZE[0], "height": IMAGE_SIZE[1]}
-    # the state that directly follows image_accepted (HELIOS.md §3.4) gives the chunk in progress
+    # the state that directly follows image_accepted (docs/HELIOS.md §3.4) gives the chunk in progress
     ia_index = run.step("wait:ia")["index"]
     assert run.step("wait:image_state")["index"] == ia_index + 1, (
         "state did not directly follow image_accepted"

@@ -180,7 +180,7 @@ async def test_timeline_places_each_prompt_where_it_took_effect(helios: HeliosSe
         0,
     )
     assert columns[scheduled["column"]]["chunk"] == 3
-    later = effects[PROMPT_C]  # received during chunk N, in effect from N+1 (HELIOS.md §4)
+    later = effects[PROMPT_C]  # received during chunk N, in effect from N+1 (docs/HELIOS.md §4)
     assert later["effective_chunk"] == accepted_c.data["chunk"]
     assert later["effective_chunk"] - later["received_chunk"] in (0, 1)
     assert columns[later["column"]]["chunk"] == later["effective_chunk"]

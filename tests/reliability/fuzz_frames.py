@@ -10,7 +10,7 @@ frame by frame. Each frame carries what the server is obliged to do with it:
   may accept or refuse it, but it must not crash and must record it.
 
 The verdict comes from :func:`verdict`, which decodes the frame with the stock ``json`` / protobuf
-libraries and checks commands with ``conformance.reference_model.check_params`` (written from HELIOS.md,
+libraries and checks commands with ``conformance.reference_model.check_params`` (written from docs/HELIOS.md,
 sharing no code with the server's validation).
 """
 

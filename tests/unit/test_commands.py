@@ -1,4 +1,4 @@
-"""Command parameter validation (HELIOS.md §3.3, §5.1)."""
+"""Command parameter validation (docs/HELIOS.md §3.3, §5.1)."""
 
 from __future__ import annotations
 

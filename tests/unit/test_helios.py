@@ -1,4 +1,4 @@
-"""The Helios state machine (HELIOS.md §3-6, §9)."""
+"""The Helios state machine (docs/HELIOS.md §3-6, §9)."""
 
 from __future__ import annotations
 

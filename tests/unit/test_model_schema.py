@@ -1,4 +1,4 @@
-"""The OpenAPI document served as the model schema (HELIOS.md §7) and the v0 capabilities view."""
+"""The OpenAPI document served as the model schema (docs/HELIOS.md §7) and the v0 capabilities view."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Byte-exact checks against the example frames of PROTOCOL.md §3.7, plus the §3.3 field-number tables."""
+"""Byte-exact checks against the example frames of docs/PROTOCOL.md §3.7, plus §3.3's field-number tables."""
 
 from __future__ import annotations
 
