@@ -174,17 +174,8 @@ async def _patched_handle(self: RTCRtpReceiver, packet: Any, arrival_time_ms: in
     codec = codecs.get(packet.payload_type)
     if codec is None or codec.name != "VP8" or not packet.payload:
         return  # RTX (never asked for: no NACKs are sent), padding, unknown
-    seq = packet.sequence_number
-    if state.last_seq is not None:
-        gap = (seq - state.last_seq) & 0xFFFF
-        if gap == 0 or gap > 0x8000:
-            return  # duplicate or reordered old packet
-        if gap > 1:
-            state.lost_packets += gap - 1
-            state.broken = True
-            state.parts.clear()
-            state.timestamp = None
-    state.last_seq = seq
+    if not _in_sequence(state, packet.sequence_number):
+        return  # duplicate or reordered old packet
     start, data = _vp8_descriptor(packet.payload)
     if start:
         if state.parts:  # the previous frame never saw its marker bit
@@ -220,6 +211,21 @@ async def _patched_handle(self: RTCRtpReceiver, packet: Any, arrival_time_ms: in
         return
     for markers in _decode_frame(state, frame_bytes):
         state.on_frame(now, markers)
+
+
+def _in_sequence(state: _VideoState, seq: int) -> bool:
+    """Track RTP sequence numbers: False for a duplicate or a late packet; a gap breaks the frame."""
+    if state.last_seq is not None:
+        gap = (seq - state.last_seq) & 0xFFFF
+        if gap == 0 or gap > 0x8000:
+            return False
+        if gap > 1:
+            state.lost_packets += gap - 1
+            state.broken = True
+            state.parts.clear()
+            state.timestamp = None
+    state.last_seq = seq
+    return True
 
 
 def _vp8_descriptor(payload: bytes) -> tuple[bool, bytes]:
