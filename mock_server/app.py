@@ -20,7 +20,7 @@ from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ServiceError
 from mock_server.metrics import Metrics
 from mock_server.model.commands import COMMANDS
-from mock_server.routes import admin, coordinator, docs, local, metrics, transport, uploads
+from mock_server.routes import admin, clips, coordinator, docs, local, metrics, transport, uploads
 from mock_server.services.admin import note_http, session_for_path
 from mock_server.services.admin_guard import CORS_ALLOW_HEADERS, cors_applies
 from mock_server.services.registry import Registry
@@ -77,9 +77,10 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=["Retry-After"],
     )
     app.middleware("http")(_record_http)
+    app.middleware("http")(clips.remember_base_url)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    for family in (local, coordinator, transport, uploads, admin, metrics, docs):
+    for family in (local, coordinator, transport, uploads, admin, metrics, docs, clips):
         app.include_router(family.router)
     app.include_router(admin.socket_router)
     return app

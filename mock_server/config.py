@@ -147,6 +147,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "api_keys": lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
     "accept_opaque_tokens": _boolean,
     "admin_token": str,
+    "recording": _boolean,
+    "recording_retention": _number(0, inclusive=False),
+    "clip_url_ttl": _number(0, inclusive=False),
 }
 ENV_NAMES = {"native_size": "RESOLUTION"}  # HELIOS_MOCK_RESOLUTION, like the flag
 
@@ -190,6 +193,9 @@ class Settings:
     accept_opaque_tokens: bool = True  # a non-JWT bearer string is an account of its own (False: refuse)
     admin_token: str = ""  # required by /admin/* and the live WebSocket when set; empty = same-origin only
     log_format: str = "text"  # "text" | "json" (one object per line)
+    recording: bool = True  # record main_video for clips; False: clip requests get "recorder disabled"
+    recording_retention: float = 600.0  # seconds of media each session's recording keeps (the newest)
+    clip_url_ttl: float = 600.0  # seconds a clip's playlist and segment URLs stay valid (then 403)
 
     @property
     def frame_interval(self) -> float:

@@ -40,6 +40,7 @@ class ChunkClock:
         self._wake_event = asyncio.Event()
         self._stopped = False
         self.chunks_generated = 0
+        self.on_chunk_done: Callable[[ChunkPlan], None] = lambda plan: None  # the recording's feed
 
     def wake(self) -> None:
         """Something changed (a client became live, a command arrived): look again."""
@@ -83,6 +84,7 @@ class ChunkClock:
                 return None
         self._feed.chunk_over = True
         self.chunks_generated += 1
+        self.on_chunk_done(plan)
         for message in self._helios.complete_chunk():
             self._broadcast(message)
         return next_t

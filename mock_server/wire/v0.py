@@ -16,6 +16,7 @@ from mock_server.wire.common import (
     DATA,
     AckOut,
     ClipFailedOut,
+    ClipReadyOut,
     CommandIn,
     ErrorOut,
     FileUploaded,
@@ -34,6 +35,7 @@ from mock_server.wire.common import (
     TrackVerb,
     UploadRef,
     WireError,
+    clip_ready_body,
 )
 
 __all__ = ["V0Codec"]
@@ -247,6 +249,8 @@ class V0Codec:
                 return _runtime("modelSchema", out.openapi)
             case ModelCapabilitiesOut():
                 return _runtime("modelCapabilities", out.capabilities)
+            case ClipReadyOut():
+                return _runtime("clipReady", clip_ready_body(out))
             case ClipFailedOut():
                 return _runtime("clipFailed", {"reason": out.reason})
             case SessionEndedOut():
