@@ -72,7 +72,9 @@ def decode_clip(data: bytes) -> list[tuple[int, int, tuple[int, int] | None]]:
     with av.open(io.BytesIO(data)) as container:
         for frame in container.decode(video=0):
             markers = decode_markers(frame.to_ndarray(format="rgb24"))
-            out.append((frame.width, frame.height, None if markers is None else (markers.chunk, markers.frame)))
+            out.append(
+                (frame.width, frame.height, None if markers is None else (markers.chunk, markers.frame))
+            )
     return out
 
 

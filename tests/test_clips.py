@@ -79,7 +79,9 @@ def window_chunks(data: dict[str, Any]) -> tuple[int, int]:
     return round(data.get("start_marker", 0.0) / CHUNK_S), round(data["end_marker"] / CHUNK_S) - 1
 
 
-async def test_v0_request_clip_gives_a_playlist_whose_segments_decode_to_the_window(fresh: HeliosServer) -> None:
+async def test_v0_request_clip_gives_a_playlist_whose_segments_decode_to_the_window(
+    fresh: HeliosServer,
+) -> None:
     async with fresh.client(wire="v0") as client:
         await generate(client, until_chunk=3)
         mark = len(client.received)
@@ -142,7 +144,9 @@ async def test_refusals_name_their_reason(fresh: HeliosServer) -> None:
 async def test_recording_off_keeps_recorder_disabled(server_off: HeliosServer) -> None:
     async with server_off.client(wire="v1") as client:
         await generate(client, until_chunk=0)
-        failed = await client.reply(client.request_control("request_clip", pb.RequestClip(duration_seconds=4)))
+        failed = await client.reply(
+            client.request_control("request_clip", pb.RequestClip(duration_seconds=4))
+        )
     assert failed.type == "clip_failed" and failed.data["reason"] == "recorder disabled"
 
 
