@@ -76,11 +76,10 @@ async def refused(rec: Recorder, step: str, ask: Any) -> dict[str, Any]:
 
 async def run(rec: Recorder, args: argparse.Namespace, facts: dict[str, Any]) -> None:
     url = api_url()
-    reactor = (
-        Reactor("helios", local=True, api_url=url)
-        if local
-        else Reactor("helios", jwt="e2e-clips", api_url=url)
-    )
+    if args.mode == "local":
+        reactor = Reactor("helios", local=True, api_url=url)
+    else:
+        reactor = Reactor("helios", jwt="e2e-clips", api_url=url)
     rec.attach(reactor)
     try:
         await rec.step("connect", reactor.connect)
