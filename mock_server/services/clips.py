@@ -11,6 +11,8 @@ Authorization is the session's: production clips need a bearer allowed on that s
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +29,12 @@ from mock_server.session.recording import Recording
 from mock_server.session.session import Session
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+log = logging.getLogger("helios_mock.clips")
+
+
+def _log_failure(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("encoding a clip fragment failed: %s", task.exception())
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,14 @@ class ClipService:
             )
             return PlaylistAnswer(202, text, str(max(0, round(wall_chunk))))
         plans = [self._plan(clip, seq) for seq in range(clip.first_seq, clip.last_seq + 1)]
+        self._prefetch(plans)
         return PlaylistAnswer(200, self._m3u8(clip, plans))
+
+    def _prefetch(self, plans: list[ChunkPlan]) -> None:
+        """Start encoding every fragment of the clip now: the segment requests that follow find them ready."""
+        for plan in plans:
+            task = asyncio.ensure_future(self.fragments.fragment(plan))
+            task.add_done_callback(_log_failure)
 
     def _plan(self, clip: _Clip, seq: int) -> ChunkPlan:
         if not clip.first_seq <= seq <= clip.last_seq:
