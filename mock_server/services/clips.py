@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from mock_server.config import Settings
 from mock_server.constants import CHUNK_FRAMES
 from mock_server.errors import ApiError, NotFound
-from mock_server.media.fmp4 import TICKS_PER_FRAME, FragmentCache, place_fragment
+from mock_server.media.fmp4 import TICKS_PER_FRAME, ChunkFragment, FragmentCache, place_fragment
 from mock_server.model.plan import ChunkPlan, output_size
 from mock_server.services.registry import Registry
 from mock_server.session import clip_links
@@ -32,7 +32,7 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 log = logging.getLogger("helios_mock.clips")
 
 
-def _log_failure(task: asyncio.Future[object]) -> None:
+def _log_failure(task: asyncio.Future[ChunkFragment]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("encoding a clip fragment failed: %s", task.exception())
 
