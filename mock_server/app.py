@@ -22,7 +22,18 @@ from mock_server.config import SERVER_VERSION, VERSION, Settings
 from mock_server.errors import ServiceError
 from mock_server.metrics import Metrics
 from mock_server.model.commands import COMMANDS
-from mock_server.routes import admin, coordinator, docs, faults, inspector, local, metrics, transport, uploads
+from mock_server.routes import (
+    admin,
+    clips,
+    coordinator,
+    docs,
+    faults,
+    inspector,
+    local,
+    metrics,
+    transport,
+    uploads,
+)
 from mock_server.routes.body_guard import BodyGuard
 from mock_server.routes.errors import client_gone, http_error
 from mock_server.services.admin import note_http, session_for_path
@@ -82,11 +93,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(BodyGuard, settings=settings)  # inside the record middleware: refusals are recorded
     app.middleware("http")(_record_http)
+    app.middleware("http")(clips.remember_base_url)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    for family in (local, coordinator, transport, uploads, admin, faults, metrics, docs, inspector):
+    for family in (local, coordinator, transport, uploads, admin, faults, metrics, docs, inspector, clips):
         app.include_router(family.router)
     app.include_router(admin.socket_router)
     return app

@@ -235,6 +235,12 @@ SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field,
      "(X-Helios-Admin-Token header); default: admin routes refuse browsers of other origins"),
     ("--log-format", "log_format", "{text,json}", "text (default) or json: one object per line (time, level, "
      "logger, message, session, connection)"),
+    ("--recording", "recording", "{on,off}", "record each session's main_video for clips (default on); off: "
+     "clip and recording requests get clipFailed \"recorder disabled\""),
+    ("--recording-retention", "recording_retention", "SECONDS", "media seconds each session's recording "
+     "keeps (default 600; older chunks are dropped)"),
+    ("--clip-url-ttl", "clip_url_ttl", "SECONDS", "seconds a clip's playlist and segment URLs stay valid "
+     "(default 600; then 403)"),
 ]  # fmt: skip
 
 

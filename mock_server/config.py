@@ -163,6 +163,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "api_keys": lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
     "accept_opaque_tokens": _boolean,
     "admin_token": str,
+    "recording": _boolean,
+    "recording_retention": _number(0, inclusive=False),
+    "clip_url_ttl": _number(0, inclusive=False),
 }
 ENV_NAMES = {"native_size": "RESOLUTION"}  # HELIOS_MOCK_RESOLUTION, like the flag
 
@@ -223,6 +226,9 @@ class Settings:
     max_record_entry_bytes: int = 16_384  # JSON bytes of one record entry's body before it is elided
     keep_closed_sessions: int = 1000  # closed-session summaries kept for /admin/record and transcripts
     max_closed_record_bytes: int = 268_435_456  # JSON bytes of all closed sessions' records together
+    recording: bool = True  # record main_video for clips; False: clip requests get "recorder disabled"
+    recording_retention: float = 600.0  # seconds of media each session's recording keeps (the newest)
+    clip_url_ttl: float = 600.0  # seconds a clip's playlist and segment URLs stay valid (then 403)
 
     @property
     def frame_interval(self) -> float:

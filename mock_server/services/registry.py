@@ -33,6 +33,7 @@ from mock_server.services.access import (
 )
 from mock_server.services.tokens import Principal, TokenService
 from mock_server.session.record import SessionRecord
+from mock_server.session.recording import Recording
 from mock_server.session.session import TRACKS, Session
 
 log = logging.getLogger("helios_mock.registry")
@@ -57,6 +58,7 @@ class ClosedSession:
     record: SessionRecord
     fired_faults: list[dict[str, Any]]
     plans: tuple[tuple[float, ChunkPlan], ...] = ()  # the last chunk plans (inspector thumbnails)
+    recording: Recording | None = None  # clips already cut keep working after the end (until they expire)
     current_chunk: int = 0
     closed: bool = True
     local_state: str = "CLOSING"
@@ -74,6 +76,7 @@ class ClosedSession:
             fired_faults=list(session.faults.fired),
             plans=tuple(session.clock.plans)[-KEEP_CLOSED_PLANS:],
             current_chunk=session.helios.current_chunk,
+            recording=session.recording,
         )
 
 

@@ -50,6 +50,7 @@ class ChunkClock:
         self._slow_factor = 1.0
         self.chunks_generated = 0
         self.plans: deque[tuple[float, ChunkPlan]] = deque(maxlen=PLAN_HISTORY)  # (monotonic begin, plan)
+        self.on_chunk_done: Callable[[ChunkPlan], None] = lambda plan: None  # the recording's feed
 
     def stall(self, seconds: float) -> None:
         """No frame and no chunk_complete for `seconds` (wall clock), starting before the next frame."""
@@ -112,6 +113,7 @@ class ChunkClock:
         if self._stall_for > 0:  # a stall that began after the last frame holds chunk_complete back
             next_t = await self._serve_stall(next_t)
         self.chunks_generated += 1
+        self.on_chunk_done(plan)
         for message in self._helios.complete_chunk():
             self._broadcast(message)
         return next_t

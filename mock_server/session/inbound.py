@@ -12,21 +12,24 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from mock_server.config import Settings
 from mock_server.model.commands import CommandRejected, validate_command
 from mock_server.model.helios import Helios, Message
 from mock_server.model.messages import CommandError
 from mock_server.model.model_schema import capabilities_commands
+from mock_server.session import clip_links
 from mock_server.session.connection import Connection
 from mock_server.session.faults import SessionFaults
 from mock_server.session.outbound import Outbox, record_body
 from mock_server.session.record import SessionRecord
+from mock_server.session.recording import RECORDER_DISABLED, ClipRefused, Recording
 from mock_server.session.uploads import UploadStore
 from mock_server.wire import common as w
 
 log = logging.getLogger("helios_mock.session")
 
 TRACKS = [{"name": "main_video", "kind": "video", "direction": "recvonly"}]
-RECORDER_DISABLED = "recorder disabled"
+__all__ = ["RECORDER_DISABLED", "TRACKS", "InboundHandler"]
 
 
 class InboundHandler:
@@ -43,6 +46,8 @@ class InboundHandler:
         outbox: Outbox,
         is_closed: Callable[[], bool],
         on_command_done: Callable[[], None],
+        recording: Recording,
+        settings: Settings,
         faults: SessionFaults | None = None,
     ) -> None:
         self._session_id = session_id
@@ -54,6 +59,8 @@ class InboundHandler:
         self._is_closed = is_closed
         self._on_command_done = on_command_done
         self._command_lock = asyncio.Lock()
+        self._recording = recording
+        self._settings = settings
         self._faults = faults
 
     async def handle(self, conn: Connection, channel: str, raw: str | bytes) -> None:
@@ -91,11 +98,8 @@ class InboundHandler:
                 self._outbox.send_out(conn, w.ModelCapabilitiesOut(caps))
             case w.FileUploaded(upload_id=uid):
                 self._uploads.announce(uid)
-            case w.RequestClip(request_id=rid) | w.RequestRecording(request_id=rid):
-                log.info(
-                    "session %s: clip/recording requested; the mock's recorder is disabled", self._session_id
-                )
-                self._outbox.send_out(conn, w.ClipFailedOut(RECORDER_DISABLED, reply_to=rid))
+            case w.RequestClip() | w.RequestRecording():
+                self._clip(conn, msg)
             case w.TrackVerb():
                 self._track_verb(conn, msg)
             case w.RequestStep(request_id=rid):
@@ -103,6 +107,43 @@ class InboundHandler:
                 self._reject(conn, "invalid_command", why, "request_step", raw, reply_to=rid)
             case w.Ignored(what=what):
                 log.info("session %s connection %s: ignored %s", self._session_id, conn.id, what)
+
+    def _clip(self, conn: Connection, msg: w.RequestClip | w.RequestRecording) -> None:
+        """Cut the window from the recording and answer clipReady (with its playlist URL) or clipFailed."""
+        kind, duration = (
+            ("clip", msg.duration_seconds) if isinstance(msg, w.RequestClip) else ("recording", None)
+        )
+        ttl = self._settings.clip_url_ttl
+        try:
+            window = self._recording.cut(kind, duration, ttl)
+        except ClipRefused as refused:
+            log.info(
+                "session %s connection %s: %s refused: %s", self._session_id, conn.id, kind, refused.reason
+            )
+            self._outbox.send_out(conn, w.ClipFailedOut(refused.reason, reply_to=msg.request_id))
+            return
+        base = self._recording.base_url or f"http://{self._settings.host}:{self._settings.port}"
+        ready = w.ClipReadyOut(
+            session_id=self._session_id,
+            kind=kind,
+            start_marker=window.start_marker,
+            end_marker=window.end_marker,
+            now_marker=window.now_marker,
+            predicted_ready_at_ms=window.predicted_ready_at_ms(self._settings.speed),
+            playlist_url=clip_links.playlist_url(base, window, ttl),
+            reply_to=msg.request_id,
+        )
+        log.info(
+            "session %s connection %s: %s of chunks %d-%d (media %.3f-%.3f s)",
+            self._session_id,
+            conn.id,
+            kind,
+            window.first_seq,
+            window.last_seq,
+            window.start_marker,
+            window.end_marker,
+        )
+        self._outbox.send_out(conn, ready)
 
     def _track_verb(self, conn: Connection, verb: w.TrackVerb) -> None:
         if verb.verb == "publish":

@@ -26,6 +26,7 @@ from mock_server.session.faults import FaultActions, SessionFaults
 from mock_server.session.inbound import RECORDER_DISABLED, TRACKS, InboundHandler
 from mock_server.session.outbound import Outbox
 from mock_server.session.record import SessionRecord
+from mock_server.session.recording import Recording
 from mock_server.session.signalling import Signalling
 from mock_server.session.tasks import TaskSupervisor
 from mock_server.session.uploads import Upload, UploadStore
@@ -92,6 +93,14 @@ class Session:
             broadcast=self.outbox.broadcast,
             on_chunk_begin=self.faults.on_chunk_begin,
         )
+        self.recording = Recording(
+            session_id,
+            enabled=settings.recording,
+            fps=settings.fps,
+            retention=settings.recording_retention,
+            in_progress=self._frames_in_progress,
+        )
+        self.clock.on_chunk_done = self.recording.add_chunk
         self.watchdog = Watchdog(
             session_id,
             settings,
@@ -112,6 +121,8 @@ class Session:
             is_closed=lambda: self.closed,
             on_command_done=self.clock.wake,
             faults=self.faults,
+            recording=self.recording,
+            settings=settings,
         )
         self.faults.actions = self._fault_actions()
 
@@ -121,6 +132,11 @@ class Session:
         self.tasks.spawn("chunk clock", self.clock.run())
         self.tasks.spawn("watchdog", self.watchdog.run())
         log.info("session %s started (%s mode)", self.id, self.mode)
+
+    def _frames_in_progress(self) -> int:
+        """Frames of the chunk being generated that are already out (0 between chunks)."""
+        latest = self.feed.latest
+        return 0 if latest is None or self.feed.chunk_over else latest.index + 1
 
     @property
     def chunks_generated(self) -> int:
@@ -248,6 +264,7 @@ class Session:
             self.tasks.cancel_all()
         finally:
             self.uploads.clear()
+            self.recording.session_closed()
             if self._on_closed is not None:
                 self._on_closed(self)
 

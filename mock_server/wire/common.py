@@ -206,6 +206,20 @@ class ModelCapabilitiesOut:  # v0 only
 
 
 @dataclass(frozen=True)
+class ClipReadyOut:
+    """Reply to a clip or recording request: the window (media seconds) and its HLS playlist URL."""
+
+    session_id: str
+    kind: str  # "clip" | "recording"
+    start_marker: float
+    end_marker: float
+    now_marker: float
+    predicted_ready_at_ms: int
+    playlist_url: str
+    reply_to: str = ""
+
+
+@dataclass(frozen=True)
 class ClipFailedOut:
     reason: str
     reply_to: str = ""
@@ -241,6 +255,7 @@ Outbound = (
     | ErrorOut
     | ModelSchemaOut
     | ModelCapabilitiesOut
+    | ClipReadyOut
     | ClipFailedOut
     | SessionEndedOut
     | ModerationOut
@@ -260,6 +275,19 @@ class Codec(Protocol):
     def encode(self, out: Outbound) -> tuple[str, str | bytes] | None:
         """Encode one outbound message as (channel label, frame), or None when this wire cannot carry it."""
         ...
+
+
+def clip_ready_body(out: ClipReadyOut) -> dict[str, Any]:
+    """The clipReady / ClipReady fields (PROTOCOL.md §3.2, §3.3), the same on both wires."""
+    return {
+        "session_id": out.session_id,
+        "kind": out.kind,
+        "start_marker": out.start_marker,
+        "end_marker": out.end_marker,
+        "now_marker": out.now_marker,
+        "predicted_ready_at_ms": out.predicted_ready_at_ms,
+        "playlist_url": out.playlist_url,
+    }
 
 
 def looks_like_json(raw: str | bytes) -> bool:

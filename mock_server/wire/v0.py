@@ -24,6 +24,7 @@ from mock_server.wire.common import (
     MAX_REQUEST_ID_CHARS,
     AckOut,
     ClipFailedOut,
+    ClipReadyOut,
     CommandIn,
     ErrorOut,
     FileUploaded,
@@ -45,6 +46,7 @@ from mock_server.wire.common import (
     WireError,
     check_frame_size,
     check_name,
+    clip_ready_body,
 )
 
 __all__ = ["V0Codec"]
@@ -273,6 +275,8 @@ class V0Codec:
                 return _runtime("modelSchema", out.openapi)
             case ModelCapabilitiesOut():
                 return _runtime("modelCapabilities", out.capabilities)
+            case ClipReadyOut():
+                return _runtime("clipReady", clip_ready_body(out))
             case ClipFailedOut():
                 return _runtime("clipFailed", {"reason": out.reason})
             case SessionEndedOut():

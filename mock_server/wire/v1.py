@@ -26,6 +26,7 @@ from mock_server.wire.common import (
     AckOut,
     ClientStats,
     ClipFailedOut,
+    ClipReadyOut,
     CommandIn,
     ErrorOut,
     FileUploaded,
@@ -48,6 +49,7 @@ from mock_server.wire.common import (
     WireError,
     check_frame_size,
     check_name,
+    clip_ready_body,
 )
 
 __all__ = ["V1Codec", "dict_to_struct", "struct_to_dict", "to_value", "from_value"]
@@ -291,6 +293,14 @@ class V1Codec:
                     CONTROL,
                     pb.ControlServerMessage(
                         request_id=out.reply_to, kind=_kind(out.reply_to), model_schema=schema
+                    ),
+                )
+            case ClipReadyOut():
+                ready = pb.ClipReady(**clip_ready_body(out))
+                return _frame(
+                    CONTROL,
+                    pb.ControlServerMessage(
+                        request_id=out.reply_to, kind=_kind(out.reply_to), clip_ready=ready
                     ),
                 )
             case ClipFailedOut():

@@ -1,0 +1,75 @@
+"""Clip routes (§1.9): `GET /clips` (playlist), `/clips/init/{seq}.mp4`, `/clips/chunks/{seq}.m4s`.
+
+Also the middleware that remembers, per session, the base URL its clients reach the server on: clipReady's
+`playlist_url` must be absolute, and only the client's own requests say which address that is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from mock_server.routes.deps import RegistryDep
+from mock_server.services.admin import session_for_path
+from mock_server.services.clips import PLAYLIST_TYPE, ClipService
+
+log = logging.getLogger("helios_mock.http")
+
+router = APIRouter(prefix="/clips", tags=["clips"])
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def clip_service(request: Request, registry: RegistryDep) -> ClipService:
+    """The app's clip service (created on first use, with the registry's settings)."""
+    service: ClipService | None = getattr(request.app.state, "clips", None)
+    if service is None:
+        service = ClipService(registry)
+        request.app.state.clips = service
+    return service
+
+
+ClipsDep = Annotated[ClipService, Depends(clip_service)]
+
+
+@router.get("")
+async def playlist(
+    request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
+) -> Response:
+    """200 with the HLS playlist, or 202 with `Retry-After` (seconds) until the window's last chunk exists."""
+    answer = clips.playlist(request.query_params, authorization)
+    if answer.status == 202:
+        headers = {**_NO_STORE, "Retry-After": answer.retry_after}
+        return Response(answer.text, status_code=202, media_type="text/plain", headers=headers)
+    return Response(answer.text, media_type=PLAYLIST_TYPE, headers=_NO_STORE)
+
+
+@router.get("/init/{seq}.mp4")
+async def init_segment(
+    seq: int, request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
+) -> Response:
+    data = await clips.init_segment(request.query_params, seq, authorization)
+    return Response(data, media_type="video/mp4")
+
+
+@router.get("/chunks/{seq}.m4s")
+async def media_segment(
+    seq: int, request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
+) -> Response:
+    data = await clips.media_segment(request.query_params, seq, authorization)
+    return Response(data, media_type="video/iso.segment")
+
+
+async def remember_base_url(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """After a session's request succeeds, note the scheme://host[:port] its client used, for clip URLs."""
+    response = await call_next(request)
+    if response.status_code < 400 and request.url.path != "/clips":
+        session = session_for_path(request.app.state.registry, request.url.path)
+        if session is not None and session.recording is not None:
+            session.recording.base_url = str(request.base_url).rstrip("/")
+    return response
