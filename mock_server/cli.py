@@ -199,6 +199,8 @@ SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field,
      "(X-Helios-Admin-Token header); default: admin routes refuse browsers of other origins"),
     ("--log-format", "log_format", "{text,json}", "text (default) or json: one object per line (time, level, "
      "logger, message, session, connection)"),
+    ("--instance-id", "instance_id", "ID", "name of this instance (1-16 of a-z, 0-9): session ids become "
+     "sess_<ID>_<hex>, so a router (deploy/nginx) sends each session's calls to the instance that holds it"),
 ]  # fmt: skip
 
 

@@ -38,6 +38,12 @@ KEEP_CLOSED = 1000
 MAX_REASON = 64  # characters of a client's stop reason that are kept
 
 
+def new_session_id(instance_id: str = "") -> str:
+    """sess_<hex>, or sess_<instance>_<hex> when this server is one of several behind a router."""
+    prefix = f"sess_{instance_id}_" if instance_id else "sess_"
+    return prefix + secrets.token_hex(8)
+
+
 class Registry:
     """Owns every session; the HTTP routes only talk to this."""
 
@@ -54,7 +60,11 @@ class Registry:
         self._creations: deque[float] = deque()
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
-        self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
+        self.chunk_cache = (
+            EncodedChunkCache(settings.native_size, frame_interval=settings.frame_interval)
+            if settings.media == "shared"
+            else None
+        )
 
     # ------------------------------------------------------------------ descriptors
 
@@ -146,7 +156,7 @@ class Registry:
         self._check_rate_limits(principal.account, now)
         self.budgets.charge(principal, time.time())
         self._creations.append(now)
-        session_id = "sess_" + secrets.token_hex(8)
+        session_id = new_session_id(self.settings.instance_id)
         self.owners[session_id] = owner_for(principal, session_id)
         session = self._new_session(
             session_id,
