@@ -39,6 +39,7 @@ class EncodeJob:
     t0: float  # time.monotonic() at which frame `start` is due
     interval: float
     start: int = 0
+    wanted: Callable[[], bool] = lambda: True  # False: nobody will send the rest; stop early
     next: int = field(init=False)
     frames: NativeFrames | None = field(default=None, init=False)
     encoder: ReusedEncoder | None = field(default=None, init=False)
@@ -66,6 +67,7 @@ class EncodeScheduler:
         self._cv = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.frames_encoded = 0
+        self.abandoned = 0  # jobs stopped early because no track wanted the rest
 
     def submit(self, job: EncodeJob) -> None:
         with self._cv:
@@ -106,9 +108,24 @@ class EncodeScheduler:
             else:
                 job = self._switch(job)
 
+    def behind(self) -> bool:
+        """True when a queued frame is already overdue by more than URGENT_FRAMES intervals."""
+        with self._cv:
+            if not self._queue:
+                return False
+            due, _, job = self._queue[0]
+            return due < time.monotonic() - URGENT_FRAMES * job.interval
+
     def _step(self, job: EncodeJob) -> None:
         """Encode the next frame of `job` (and release its encoder after the last one)."""
         name = ENCODERS[job.mime_type]
+        if not job.wanted():
+            self.abandoned += 1
+            job.next = CHUNK_FRAMES
+            if job.encoder is not None:  # the next chunk on it starts with a key frame anyway
+                self.pool.give_back(name, job.encoder)
+            job.encoder, job.frames = None, None
+            return
         try:
             if job.frames is None:
                 job.frames = NativeFrames(job.plan, job.native_size)

@@ -66,6 +66,20 @@ class EncodedChunk:
         self.error: str | None = None
         self.nbytes = 0
         self.last_used = time.monotonic()
+        self.readers = 0  # tracks sending from this chunk now
+        self.cancelled = False  # every reader left before the chunk was complete: the worker stops
+
+    def acquire(self) -> None:
+        self.readers += 1
+
+    def release(self) -> None:
+        self.readers -= 1
+        if self.readers <= 0 and not self._available[CHUNK_FRAMES - 1].is_set():
+            self.cancelled = True
+
+    def wanted(self) -> bool:
+        """Read by the worker thread (a plain attribute read)."""
+        return not self.cancelled
 
     async def packet(self, index: int) -> bytes:
         if index < self.start:
@@ -113,6 +127,7 @@ class EncodedChunkCache:
         self.hits = 0
         self.misses = 0
         self.recoveries = 0
+        self.recoveries_refused = 0
 
     @property
     def frames_encoded(self) -> int:
@@ -122,7 +137,7 @@ class EncodedChunkCache:
         """The encoded chunk for this plan and codec; starts encoding it on first use."""
         key = content_key(plan, self.native_size, mime_type)
         found = self._chunks.get(key)
-        if found is not None:
+        if found is not None and not found.cancelled:
             self.hits += 1
             found.last_used = time.monotonic()
             self._chunks.move_to_end(key)
@@ -133,8 +148,14 @@ class EncodedChunkCache:
         self._evict()
         return chunk
 
-    def recovery(self, plan: ChunkPlan, mime_type: str, start: int) -> EncodedChunk:
-        """Frames `start`..32 of the chunk for one connection, starting with a key frame (not cached)."""
+    def recovery(self, plan: ChunkPlan, mime_type: str, start: int) -> EncodedChunk | None:
+        """Frames `start`..32 of the chunk for one connection, starting with a key frame (not cached).
+
+        None while the encoders are behind schedule: extra work then would make every session late (the
+        connection gets its key frame at the next chunk start instead)."""
+        if self.scheduler.behind():
+            self.recoveries_refused += 1
+            return None
         self.recoveries += 1
         return self._encode(plan, mime_type, start)
 
@@ -150,6 +171,7 @@ class EncodedChunkCache:
             t0=time.monotonic(),
             interval=self.frame_interval,
             start=start,
+            wanted=chunk.wanted,
         )
         self.scheduler.submit(job)
         return chunk

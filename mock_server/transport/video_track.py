@@ -121,13 +121,28 @@ class EncodedVideoTrack(_GatedTrack):
         if now - self._last_recovery < KEYFRAME_MIN_GAP:
             return
         self._last_recovery = now
-        self._chunk = self._cache.recovery(self._plan, self.mime_type, self._next)
-        self.keyframes_recovered += 1
+        recovery = self._cache.recovery(self._plan, self.mime_type, self._next)
+        if recovery is not None:
+            self._use(recovery)
+            self.keyframes_recovered += 1
+
+    def _use(self, chunk: EncodedChunk | None) -> None:
+        """Send from `chunk` now; the chunk left is released (its encoding stops if nobody else reads it)."""
+        if self._chunk is not None:
+            self._chunk.release()
+        self._chunk = chunk
+        if chunk is not None:
+            chunk.acquire()
+
+    def stop(self) -> None:
+        self._use(None)
+        super().stop()
 
     def set_paused(self, paused: bool) -> None:
         super().set_paused(paused)
         if not paused:
-            self._plan, self._chunk = None, None  # after a gap the decoder needs a key frame: chunk start
+            self._plan = None  # after a gap the decoder needs a key frame: chunk start
+            self._use(None)
 
     async def recv(self) -> av.Packet:
         while True:
@@ -138,7 +153,7 @@ class EncodedVideoTrack(_GatedTrack):
                 if self._plan is not None and self._next < CHUNK_FRAMES:
                     self.frames_skipped += CHUNK_FRAMES - self._next
                 self._plan = ref.plan
-                self._chunk = self._cache.chunk(ref.plan, self.mime_type)
+                self._use(self._cache.chunk(ref.plan, self.mime_type))
                 self._next = 0
             if ref is not None and self._next <= ref.index and self._chunk is not None:
                 break
@@ -146,7 +161,9 @@ class EncodedVideoTrack(_GatedTrack):
             await self._feed.wait_beyond(seq)
         if self._keyframe_wanted:
             self._recover()
-        data = await self._chunk.packet(self._next)
+        chunk = self._chunk
+        assert chunk is not None
+        data = await chunk.packet(self._next)
         self._next += 1
         packet = av.Packet(data)
         packet.pts = self._pts()

@@ -111,7 +111,8 @@ async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
 
     scheduler = EncodeScheduler(EncoderPool(300_000), workers=1)
     # "late" is due far in the future; "urgent" now, submitted afterwards: it is served first.
-    late = EncodeJob(plan(chunk=1), (160, 96), "video/VP8", recorder("late"), t0=loop.time() + 1e6, interval=1)
+    far = loop.time() + 1e6
+    late = EncodeJob(plan(chunk=1), (160, 96), "video/VP8", recorder("late"), t0=far, interval=1)
     urgent = EncodeJob(plan(chunk=2), (160, 96), "video/VP8", recorder("urgent"), t0=0.0, interval=1e-6)
     with scheduler._cv:  # queue both before a worker can pick one
         scheduler.submit(late)
@@ -139,5 +140,18 @@ async def test_track_answers_a_keyframe_request_with_a_key_frame_at_the_next_fra
     assert decode_markers(frames[0]) == expected(p, 12)
 
 
-def test_distinct_plans_differ() -> None:
-    assert dataclasses.replace(plan(), seed=9) != plan()
+async def test_a_chunk_every_reader_left_stops_encoding_and_is_not_served_again() -> None:
+    cache = EncodedChunkCache((160, 96), frame_interval=10.0, workers=1)
+    p = dataclasses.replace(plan(), seed=9)
+    with cache.scheduler._cv:  # the worker delivers frame 0, then waits for this lock
+        chunk = cache.chunk(p, "video/VP8")
+        chunk.acquire()
+        await asyncio.wait_for(chunk.packet(0), 10)
+        chunk.release()
+        assert chunk.cancelled
+    for _ in range(200):  # the worker notices at its next frame
+        if cache.scheduler.abandoned:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.scheduler.abandoned == 1
+    assert cache.chunk(p, "video/VP8") is not chunk  # encoded afresh for the next reader
