@@ -56,7 +56,9 @@ class UploadStore:
         """A new empty slot; refuses an empty name or mime type and a size that is not positive."""
         if not name.strip() or not mime_type.strip() or size <= 0:
             raise Invalid("an upload needs a non-empty name and mime_type and a size > 0 (in bytes)")
-        upload = Upload(presigned_id=secrets.token_hex(12), name=name, mime_type=mime_type, size=size)
+        owner = self._settings.instance_id  # behind a router the presigned PUT must find this instance
+        presigned_id = f"{owner}_{secrets.token_hex(12)}" if owner else secrets.token_hex(12)
+        upload = Upload(presigned_id=presigned_id, name=name, mime_type=mime_type, size=size)
         self._slots[upload.presigned_id] = upload
         return upload
 
