@@ -34,12 +34,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,9 @@ import psutil  # noqa: E402
 from conformance.server import HeliosServer  # noqa: E402
 from mock_server.transport.ice import restrict_host_addresses  # noqa: E402
 
-from .session import PROMPTS, LoadSession, SessionConfig  # noqa: E402
+from .session import PROMPTS, SEED, LoadSession, SessionConfig  # noqa: E402
+
+SHARD_SCRIPT = str(Path(__file__).resolve())  # this file, run again as a client shard (--shard)
 
 DEFAULT_STEPS = (10, 25, 50, 75, 100, 125, 150, 175, 200)
 HELD_FPS = 23.5
@@ -104,6 +109,11 @@ class StepResult:
 class Variant:
     label: str
     server_args: list[str]
+    resolution: str = "160x96"  # the server's native size
+    sr: str = "off"  # the client's set_sr_scale
+    distinct: bool = False  # each session its own seed and prompts (changing every few chunks)
+    step_plan: list[int] = field(default_factory=list)  # session counts of the ramp (empty: --steps)
+    server_tree: str = ""  # run the server from this source tree (PYTHONPATH) instead of this one
     connect_ms: dict[str, Any] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
     chunks100_s: list[float] = field(default_factory=list)
@@ -276,15 +286,52 @@ async def measure_connects(
 # ---------------------------------------------------------------------- client shards
 
 
-async def _open_session(url: str, wire: str, decode: bool) -> LoadSession:
-    session = LoadSession(SessionConfig(url, wire=wire, decode=decode))
+def session_prompt(index: int, version: int, distinct: bool) -> str:
+    """Identical content: one prompt for all. Distinct: each session its own, changed every few chunks."""
+    if not distinct:
+        return PROMPTS[0]
+    return f"{PROMPTS[index % len(PROMPTS)]} (session {index}, take {version})"
+
+
+async def _rotate_prompts(session: LoadSession, index: int, every_chunks: int) -> None:
+    """Distinct content: a new prompt every `every_chunks` chunks (fire and forget, like a user typing)."""
+    version = 0
+    while True:
+        await asyncio.sleep(every_chunks * session.config.chunk_seconds)
+        version += 1
+        try:
+            session.client.send_command("set_prompt", {"prompt": session_prompt(index, version, True)})
+        except Exception:  # the session is ending
+            return
+
+
+async def _open_session(url: str, wire: str, decode: bool, content: dict[str, Any]) -> LoadSession:
+    """One streaming session; `content`: {index, distinct, sr, prompt_every} (see `session_prompt`)."""
+    index, distinct = int(content["index"]), bool(content["distinct"])
+    seed = SEED + 1 + index if distinct else SEED
+    session = LoadSession(SessionConfig(url, wire=wire, decode=decode, sr_scale=content["sr"], seed=seed))
     try:
         await session.connect()
-        await session.start(PROMPTS[0])
+        await session.start(session_prompt(index, 0, distinct))
     except BaseException:
         await session.close()
         raise
+    if distinct:
+        rotation = asyncio.get_running_loop().create_task(
+            _rotate_prompts(session, index, int(content["prompt_every"]))
+        )
+        _ROTATIONS[id(session)] = rotation
     return session
+
+
+_ROTATIONS: dict[int, asyncio.Task[None]] = {}
+
+
+async def _close_session(session: LoadSession) -> None:
+    rotation = _ROTATIONS.pop(id(session), None)
+    if rotation is not None:
+        rotation.cancel()
+    await session.close()
 
 
 async def shard_main() -> None:
@@ -310,8 +357,14 @@ async def shard_main() -> None:
         request = json.loads(line)
         op = request["op"]
         if op == "open":
+            content = request["content"]
             opened = await _gather_limited(
-                [_open_session(request["url"], request["wire"], flag) for flag in request["decode"]],
+                [
+                    _open_session(
+                        request["url"], request["wire"], flag, {**content, "index": content["first"] + k}
+                    )
+                    for k, flag in enumerate(request["decode"])
+                ],
                 int(request["concurrency"]),
             )
             sessions += [item for item in opened if isinstance(item, LoadSession)]
@@ -339,7 +392,7 @@ async def shard_main() -> None:
             for item in sessions:
                 item.timeline.window_max_lateness = 0.0
         elif op == "close":
-            await _gather_limited([item.close() for item in sessions], 20)
+            await _gather_limited([_close_session(item) for item in sessions], 20)
             reply({"closed": len(sessions)})
             sessions = []
         else:
@@ -365,7 +418,7 @@ class ClientShard:
     async def start(cls) -> ClientShard:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(Path(__file__).resolve()),
+            SHARD_SCRIPT,
             "--shard",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -404,7 +457,7 @@ async def _mark(shards: list[ClientShard]) -> tuple[list[dict[str, Any]], list[f
 
 
 async def ramp(
-    server: HeliosServer, args: argparse.Namespace, steps: list[int], deadline: float
+    server: HeliosServer, args: argparse.Namespace, variant: Variant, steps: list[int], deadline: float
 ) -> list[StepResult]:
     """Add sessions step by step; hold and measure each step (see the module docstring)."""
     assert server.process is not None
@@ -434,9 +487,15 @@ async def ramp(
                             "wire": args.wire,
                             "decode": part,
                             "concurrency": args.connect_concurrency,
+                            "content": {
+                                "first": 100_000 * k + live,  # unique session index across shards
+                                "distinct": variant.distinct,
+                                "sr": variant.sr,
+                                "prompt_every": args.prompt_every,
+                            },
                         }
                     )
-                    for shard, part in zip(shards, parts, strict=True)
+                    for k, (shard, part) in enumerate(zip(shards, parts, strict=True))
                 )
             )
             live += sum(r["opened"] for r in opened)
@@ -559,32 +618,64 @@ async def chunks_wall_time(url: str, wire: str, chunks: int) -> float:
 async def run_variant(variant: Variant, args: argparse.Namespace, steps: list[int]) -> None:
     extra = BASE_SERVER_ARGS + variant.server_args
     deadline = time.monotonic() + args.max_seconds
-    print(f"\n== {variant.label}: server args {' '.join(variant.server_args) or '(none)'}", flush=True)
+    print(
+        f"\n== {variant.label}: {output_label(variant)} ({variant.resolution} sr {variant.sr}), "
+        f"{'distinct' if variant.distinct else 'identical'} content, "
+        f"server args {' '.join(variant.server_args) or '(none)'}",
+        flush=True,
+    )
     try:
-        server = HeliosServer.start(speed=1, resolution=args.resolution, extra=extra)
+        with _server_tree(variant.server_tree):
+            server = HeliosServer.start(speed=1, resolution=variant.resolution, extra=extra)
     except RuntimeError as exc:
         variant.error = f"the server did not start: {exc}"
         print("  " + variant.error, flush=True)
         return
     try:
         print(f"  server {server.url} (pid {server.process.pid if server.process else '?'})", flush=True)
-        variant.connect_ms = await measure_connects(
-            server.url, args.wire, args.connects, args.connects, args.burst
-        )
-        c = variant.connect_ms
-        print(
-            f"  connect→ready: sequential p50 {c['sequential']['p50']} ms p99 {c['sequential']['p99']} ms; "
-            f"concurrent (bursts of {args.burst}) p50 {c['concurrent']['p50']} ms "
-            f"p99 {c['concurrent']['p99']} ms; all p50 {c['all']['p50']} ms p99 {c['all']['p99']} ms; "
-            f"failures {c['failures']}",
-            flush=True,
-        )
-        variant.steps = await ramp(server, args, steps, deadline)
+        if args.connects:
+            variant.connect_ms = await measure_connects(
+                server.url, args.wire, args.connects, args.connects, args.burst
+            )
+            _print_connects(variant.connect_ms, args.burst)
+        variant.steps = await ramp(server, args, variant, variant.step_plan or steps, deadline)
     finally:
         server.stop()
     variant.sessions_held = held_through(variant.steps)
+    if args.chunk_runs:
+        await _chunk_runs(variant, args, extra)
+
+
+def _print_connects(c: dict[str, Any], burst: int) -> None:
+    print(
+        f"  connect→ready: sequential p50 {c['sequential']['p50']} ms p99 {c['sequential']['p99']} ms; "
+        f"concurrent (bursts of {burst}) p50 {c['concurrent']['p50']} ms "
+        f"p99 {c['concurrent']['p99']} ms; all p50 {c['all']['p50']} ms p99 {c['all']['p99']} ms; "
+        f"failures {c['failures']}",
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def _server_tree(tree: str) -> Iterator[None]:
+    """Start servers from another checkout (A/B of two code versions in one run)."""
+    if not tree:
+        yield
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(tree).resolve())
     try:
-        fast = HeliosServer.start(speed=1000, resolution=args.resolution, extra=extra)
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+async def _chunk_runs(variant: Variant, args: argparse.Namespace, extra: list[str]) -> None:
+    try:
+        fast = HeliosServer.start(speed=1000, resolution=variant.resolution, extra=extra)
     except RuntimeError as exc:
         variant.error = f"the --speed 1000 server did not start: {exc}"
         return
@@ -597,6 +688,68 @@ async def run_variant(variant: Variant, args: argparse.Namespace, steps: list[in
 
 
 # ---------------------------------------------------------------------- output
+
+
+def output_label(variant: Variant) -> str:
+    """Frame size the client receives: the native size times the sr factor."""
+    width, height = (int(x) for x in variant.resolution.lower().split("x"))
+    factor = {"off": 1, "2x": 2, "4x": 4}[variant.sr]
+    return f"{width * factor}x{height * factor}"
+
+
+# size label -> (server --resolution, client sr_scale, ramp steps)
+TABLE_SIZES = {
+    "160x96": ("160x96", "off", [10, 25, 50, 75, 100, 125, 150, 175, 200]),
+    "640x384": ("640x384", "off", [2, 4, 8, 12, 16, 24, 32, 48]),
+    "1280x768": ("640x384", "2x", [1, 2, 4, 8, 12, 16, 20, 24]),
+}
+
+
+def table_variants(args: argparse.Namespace) -> list[Variant]:
+    """--table: identical and distinct content at each size of --table-sizes."""
+    variants = []
+    for label in args.table_sizes.split(","):
+        resolution, sr, plan = TABLE_SIZES[label.strip()]
+        for distinct in (False, True):
+            name = f"{'distinct' if distinct else 'identical'} {label.strip()}"
+            plan_here = [n for n in plan if n <= args.sessions] or plan[:1]
+            variants.append(Variant(name, list(args.server_arg), resolution, sr, distinct, plan_here))
+    return variants
+
+
+def capacity_row(variant: Variant) -> dict[str, Any]:
+    """Sessions held, and server CPU and RSS per session at the largest step held (else the first step)."""
+    held = [s for s in variant.steps if s.held and s.sessions <= variant.sessions_held]
+    at = held[-1] if held else (variant.steps[0] if variant.steps else None)
+    one = next((s for s in variant.steps if s.sessions == 1), None)
+    return {
+        "content": "distinct" if variant.distinct else "identical",
+        "size": output_label(variant),
+        "sessions_held": variant.sessions_held,
+        "largest_step_tried": max((s.sessions for s in variant.steps), default=0),
+        "measured_at": at.sessions if at else None,
+        "server_cpu_per_session_pct": round(at.server_cpu / at.live, 2) if at and at.live else None,
+        "rss_per_session_mb": at.rss_per_session_mb if at else None,
+        "one_session_cpu_pct": one.server_cpu if one else None,
+    }
+
+
+def print_table(variants: list[Variant]) -> list[dict[str, Any]]:
+    rows = [capacity_row(v) for v in variants]
+    print("\n| content / size | sessions held at 24 fps | server CPU per session | server RSS per session |")
+    print("|---|---|---|---|")
+    for r in rows:
+        held = f"{r['sessions_held']}" + (
+            " (largest tried)" if r["sessions_held"] and r["sessions_held"] == r["largest_step_tried"] else ""
+        )
+        cpu = "—" if r["server_cpu_per_session_pct"] is None else f"{r['server_cpu_per_session_pct']} %"
+        rss = "—" if r["rss_per_session_mb"] is None else f"{r['rss_per_session_mb']:.2f} MB"
+        print(f"| {r['content']}, {r['size']} | {held} | {cpu} (at {r['measured_at']}) | {rss} |")
+    ones = [r for r in rows if r["one_session_cpu_pct"] is not None]
+    for r in ones:
+        print(f"one {r['content']} {r['size']} session: server {r['one_session_cpu_pct']} % of one core")
+    return rows
+
 
 _HEADER = (
     f"{'sessions':>8} {'live':>4} {'fps mean/min':>12} {'late%':>6} {'miss%':>6} {'worst':>6} "
@@ -662,7 +815,10 @@ def print_summary(variant: Variant, args: argparse.Namespace) -> None:
     if variant.error:
         print(f"\n{variant.label}: {variant.error}")
     s = summary(variant)
-    print(f"\n{variant.label} — {args.resolution} (sr off), wire {args.wire}, 24 fps:")
+    print(
+        f"\n{variant.label} — {output_label(variant)} ({variant.resolution} sr {variant.sr}), "
+        f"{'distinct' if variant.distinct else 'identical'} content, wire {args.wire}, 24 fps:"
+    )
     print(
         f"  sessions held at 24 fps with < {HELD_BAD_PCT:g} % late+missing: {s['sessions_held']} "
         f"(every step up to it held; largest step held: {s['largest_step_held']}; "
@@ -793,7 +949,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=3.0, help="seconds after adding sessions, not measured"
     )
-    parser.add_argument("--resolution", default="160x96", help="native size; the client sets sr_scale off")
+    parser.add_argument("--resolution", default="160x96", help="the server's native size (--resolution)")
+    parser.add_argument(
+        "--sr", choices=["off", "2x", "4x"], default="off", help="sr_scale every client sets (default off)"
+    )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="each session its own seed and prompt, a new prompt every --prompt-every chunks",
+    )
+    parser.add_argument(
+        "--prompt-every", type=int, default=3, help="chunks between prompt changes (distinct)"
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="capacity table: identical and distinct content at each of --table-sizes (no connect or "
+        "--speed 1000 phases)",
+    )
+    parser.add_argument(
+        "--compare-tree",
+        default="",
+        metavar="DIR",
+        help="A/B: run the ramp against this checkout's server, then one started from DIR (e.g. a "
+        "`git worktree` of an older commit)",
+    )
+    parser.add_argument("--table-sizes", default="160x96,640x384,1280x768", help="sizes of --table")
     parser.add_argument("--wire", choices=["v0", "v1"], default="v0")
     parser.add_argument(
         "--connects", type=int, default=50, help="sequential connects (and as many concurrent)"
@@ -820,6 +1001,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.decode_every < 1:
         parser.error("--decode-every must be ≥ 1")
+    if args.prompt_every < 1:
+        parser.error("--prompt-every must be ≥ 1")
+    unknown = [x for x in args.table_sizes.split(",") if x.strip() not in TABLE_SIZES]
+    if unknown:
+        parser.error(f"--table-sizes: unknown {unknown}; choose from {', '.join(TABLE_SIZES)}")
+    if args.table:
+        args.connects, args.chunk_runs = 0, 0
     return args
 
 
@@ -828,13 +1016,21 @@ async def amain(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().set_exception_handler(_quiet_exceptions)
     steps = [int(x) for x in args.steps.split(",") if x.strip()] if args.steps else list(DEFAULT_STEPS)
     steps = sorted({n for n in steps if n <= args.sessions} | {args.sessions})
-    if args.compare_media:
+    content = (args.resolution, args.sr, args.distinct)
+    if args.table:
+        variants = table_variants(args)
+    elif args.compare_tree:
         variants = [
-            Variant("shared", [*args.server_arg, "--media", "shared"]),
-            Variant("per-session", [*args.server_arg, "--media", "per-session"]),
+            Variant("this tree", list(args.server_arg), *content),
+            Variant("other tree", list(args.server_arg), *content, server_tree=args.compare_tree),
+        ]
+    elif args.compare_media:
+        variants = [
+            Variant("shared", [*args.server_arg, "--media", "shared"], *content),
+            Variant("per-session", [*args.server_arg, "--media", "per-session"], *content),
         ]
     else:
-        variants = [Variant("default", list(args.server_arg))]
+        variants = [Variant("default", list(args.server_arg), *content)]
     idle_check = await asyncio.to_thread(psutil.cpu_percent, 2.0) * (psutil.cpu_count() or 1)
     if idle_check > 20:
         print(
@@ -847,8 +1043,9 @@ async def amain(args: argparse.Namespace) -> int:
     for variant in variants:
         print_summary(variant, args)
     comparison = print_comparison(variants[0], variants[1]) if args.compare_media else None
+    table = print_table(variants) if args.table else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     report = {
         "machine": {
             "cpus": psutil.cpu_count(),
@@ -865,6 +1062,7 @@ async def amain(args: argparse.Namespace) -> int:
         "targets": TARGETS,
         "variants": [{**asdict(v), "summary": summary(v)} for v in variants],
         "comparison": comparison,
+        "table": table,
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine_busy_before_pct": round(idle_check, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -241,6 +241,8 @@ SERVE_FLAGS: list[tuple[str, str, str | None, str]] = [  # flag, Settings field,
      "keeps (default 600; older chunks are dropped)"),
     ("--clip-url-ttl", "clip_url_ttl", "SECONDS", "seconds a clip's playlist and segment URLs stay valid "
      "(default 600; then 403)"),
+    ("--instance-id", "instance_id", "ID", "name of this instance (1-16 of a-z, 0-9): session ids become "
+     "sess_<ID>_<hex>, so a router (deploy/nginx) sends each session's calls to the instance that holds it"),
 ]  # fmt: skip
 
 

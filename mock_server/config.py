@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from importlib import metadata
@@ -112,6 +113,14 @@ def _host(text: str) -> str:
     return text.strip()
 
 
+def parse_instance_id(text: str) -> str:
+    """An instance id for session ids and routing: 1-16 of a-z, 0-9 (lower-cased)."""
+    value = text.strip().lower()
+    if not re.fullmatch(r"[a-z0-9]{1,16}", value):
+        raise ValueError("1 to 16 letters a-z or digits 0-9 (it becomes part of every session id)")
+    return value
+
+
 def parse_addresses(text: str) -> tuple[str, ...]:
     """'127.0.0.1, ::1' -> ('127.0.0.1', '::1'); every item must be an IP address."""
     addresses = tuple(a.strip() for a in text.split(",") if a.strip())
@@ -166,6 +175,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "recording": _boolean,
     "recording_retention": _number(0, inclusive=False),
     "clip_url_ttl": _number(0, inclusive=False),
+    "instance_id": parse_instance_id,
 }
 ENV_NAMES = {"native_size": "RESOLUTION"}  # HELIOS_MOCK_RESOLUTION, like the flag
 
@@ -229,6 +239,7 @@ class Settings:
     recording: bool = True  # record main_video for clips; False: clip requests get "recorder disabled"
     recording_retention: float = 600.0  # seconds of media each session's recording keeps (the newest)
     clip_url_ttl: float = 600.0  # seconds a clip's playlist and segment URLs stay valid (then 403)
+    instance_id: str = ""  # set: session ids are sess_<instance_id>_<hex>, so a router can find the owner
 
     @property
     def frame_interval(self) -> float:

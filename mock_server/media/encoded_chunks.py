@@ -1,32 +1,34 @@
 """Encode each distinct chunk once; every session showing that chunk sends the same packets.
 
-Frames are a deterministic function of the chunk plan, so the encoded chunk is too. A chunk is encoded
-with a fresh encoder, so its first frame is a key frame and its 33 packets decode on their own. Encoding
-runs in a worker thread, frame by frame; a sender can take packet i as soon as it exists.
+Frames are a deterministic function of the chunk plan, so the encoded chunk is too. A chunk starts with a
+key frame, so its 33 packets decode on their own. Encoding runs on the scheduler's worker threads
+(``encode_scheduler.py``), frame by frame, most urgent first; a sender can take packet i as soon as it
+exists. Only encoded packets are kept (no raw frames), and only while they may still be asked for: a chunk
+no track asked for in ``keep_seconds`` is dropped, and the cache is byte-bounded.
+
+A connection that asks for a key frame mid-chunk (RTCP PLI/FIR) gets a private ``recovery`` chunk: the rest
+of the current chunk, re-encoded from the frame it is at, starting with a key frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import hashlib
-import logging
-import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 
-import av
 from aiortc.codecs.vpx import DEFAULT_BITRATE
 
 from mock_server.constants import CHUNK_FRAMES
-from mock_server.media.frames import ChunkRenderer
+from mock_server.media.encode_scheduler import EncodeJob, EncodeScheduler
+from mock_server.media.encoder import ENCODERS, EncoderPool
 from mock_server.model.plan import ChunkPlan, ReferenceImage
 
-log = logging.getLogger("helios_mock.media")
-
-ENCODERS = {"video/VP8": "libvpx", "video/H264": "libx264"}
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
+
+__all__ = ["ENCODERS", "EncodedChunk", "EncodedChunkCache", "content_key"]
 
 
 def _image_digest(image: ReferenceImage | None) -> bytes:
@@ -54,115 +56,134 @@ def content_key(plan: ChunkPlan, native_size: tuple[int, int], mime_type: str) -
 
 
 class EncodedChunk:
-    """The packets of one chunk for one codec, filled progressively by a worker thread."""
+    """The packets of one chunk for one codec (from frame `start` on), filled progressively by a worker."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, start: int = 0) -> None:
         self._loop = loop
+        self.start = start
         self.packets: list[bytes | None] = [None] * CHUNK_FRAMES
         self._available = [asyncio.Event() for _ in range(CHUNK_FRAMES)]
         self.error: str | None = None
         self.nbytes = 0
+        self.last_used = time.monotonic()
+        self.readers = 0  # tracks sending from this chunk now
+        self.cancelled = False  # every reader left before the chunk was complete: the worker stops
+
+    def acquire(self) -> None:
+        self.readers += 1
+
+    def release(self) -> None:
+        self.readers -= 1
+        if self.readers <= 0 and not self._available[CHUNK_FRAMES - 1].is_set():
+            self.cancelled = True
+
+    def wanted(self) -> bool:
+        """Read by the worker thread (a plain attribute read)."""
+        return not self.cancelled
 
     async def packet(self, index: int) -> bytes:
+        if index < self.start:
+            raise IndexError(f"this chunk holds frames {self.start}..{CHUNK_FRAMES - 1}, not {index}")
         await self._available[index].wait()
         data = self.packets[index]
         if data is None:
             raise RuntimeError(self.error or "chunk encoding failed")
         return data
 
-    def _deliver(self, index: int, data: bytes | None) -> None:
+    def deliver_threadsafe(self, index: int, data: bytes | None, error: str | None) -> None:
+        """Called by a worker thread; nothing to do once the event loop is gone (server shutting down)."""
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, index, data, error)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    def _deliver(self, index: int, data: bytes | None, error: str | None) -> None:
         self.packets[index] = data
         self.nbytes += len(data or b"")
+        if error is not None:
+            self.error = error
         self._available[index].set()
-
-    def _fail(self, error: str) -> None:
-        self.error = error
-        for index in range(CHUNK_FRAMES):
-            if not self._available[index].is_set():
-                self._deliver(index, None)
 
 
 class EncodedChunkCache:
-    """Process-wide, byte-bounded LRU of encoded chunks, shared by all sessions."""
+    """Process-wide, byte- and age-bounded LRU of encoded chunks, shared by all sessions."""
 
     def __init__(
-        self, native_size: tuple[int, int], *, max_bytes: int = 256 << 20, bitrate: int = DEFAULT_BITRATE
+        self,
+        native_size: tuple[int, int],
+        *,
+        frame_interval: float = 1 / 24,
+        max_bytes: int = 64 << 20,
+        keep_seconds: float = 30.0,
+        bitrate: int = DEFAULT_BITRATE,
+        workers: int | None = None,
     ) -> None:
         self.native_size = native_size
+        self.frame_interval = frame_interval
         self.max_bytes = max_bytes
-        self.bitrate = bitrate
+        self.keep_seconds = keep_seconds
+        self.scheduler = EncodeScheduler(EncoderPool(bitrate), workers)
         self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self.frames_encoded = 0
-        self._lock = threading.Lock()
+        self.recoveries = 0
+        self.recoveries_refused = 0
+
+    @property
+    def frames_encoded(self) -> int:
+        return self.scheduler.frames_encoded
 
     def chunk(self, plan: ChunkPlan, mime_type: str) -> EncodedChunk:
         """The encoded chunk for this plan and codec; starts encoding it on first use."""
         key = content_key(plan, self.native_size, mime_type)
         found = self._chunks.get(key)
-        if found is not None:
+        if found is not None and not found.cancelled:
             self.hits += 1
+            found.last_used = time.monotonic()
             self._chunks.move_to_end(key)
             return found
         self.misses += 1
-        loop = asyncio.get_running_loop()
-        chunk = EncodedChunk(loop)
+        chunk = self._encode(plan, mime_type, 0)
         self._chunks[key] = chunk
-        loop.run_in_executor(None, self._encode, plan, mime_type, chunk)
         self._evict()
         return chunk
 
+    def recovery(self, plan: ChunkPlan, mime_type: str, start: int) -> EncodedChunk | None:
+        """Frames `start`..32 of the chunk for one connection, starting with a key frame (not cached).
+
+        None while the encoders are behind schedule: extra work then would make every session late (the
+        connection gets its key frame at the next chunk start instead)."""
+        if self.scheduler.behind():
+            self.recoveries_refused += 1
+            return None
+        self.recoveries += 1
+        return self._encode(plan, mime_type, start)
+
+    def _encode(self, plan: ChunkPlan, mime_type: str, start: int) -> EncodedChunk:
+        if mime_type not in ENCODERS:
+            raise ValueError(f"no encoder for {mime_type}")
+        chunk = EncodedChunk(asyncio.get_running_loop(), start)
+        job = EncodeJob(
+            plan,
+            self.native_size,
+            mime_type,
+            chunk.deliver_threadsafe,
+            t0=time.monotonic(),
+            interval=self.frame_interval,
+            start=start,
+            wanted=chunk.wanted,
+        )
+        self.scheduler.submit(job)
+        return chunk
+
     def _evict(self) -> None:
+        stale = time.monotonic() - self.keep_seconds
+        while len(self._chunks) > 1:
+            oldest = next(iter(self._chunks.values()))
+            if oldest.last_used >= stale:
+                break
+            self._chunks.popitem(last=False)
         total = sum(c.nbytes for c in self._chunks.values())
         while total > self.max_bytes and len(self._chunks) > 1:
             _, oldest = self._chunks.popitem(last=False)
             total -= oldest.nbytes
-
-    def _encode(self, plan: ChunkPlan, mime_type: str, chunk: EncodedChunk) -> None:
-        """Worker thread: render and encode the 33 frames, handing each packet to the loop as it is made."""
-        try:
-            renderer = ChunkRenderer(plan, self.native_size)
-            codec = None
-            for index in range(CHUNK_FRAMES):
-                pixels = renderer.frame(index)
-                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
-                if codec is None:
-                    codec = _open_encoder(ENCODERS[mime_type], frame.width, frame.height, self.bitrate)
-                frame.pts = index
-                data = b"".join(bytes(p) for p in codec.encode(frame))
-                with self._lock:
-                    self.frames_encoded += 1
-                chunk._loop.call_soon_threadsafe(chunk._deliver, index, data)
-        except Exception as exc:  # never leave a sender waiting forever
-            log.exception("encoding chunk %d failed", plan.chunk_index)
-            chunk._loop.call_soon_threadsafe(chunk._fail, f"encoding chunk {plan.chunk_index} failed: {exc}")
-
-
-def _open_encoder(name: str, width: int, height: int, bitrate: int) -> av.VideoCodecContext:
-    codec = av.CodecContext.create(name, "w")
-    if not isinstance(codec, av.VideoCodecContext):  # ENCODERS names only video encoders
-        raise TypeError(f"{name} is not a video encoder")
-    codec.width = width
-    codec.height = height
-    codec.pix_fmt = "yuv420p"
-    codec.bit_rate = bitrate
-    codec.time_base = fractions.Fraction(1, 24)
-    if name == "libvpx":
-        codec.gop_size = 3000  # one key frame per chunk: the first
-        codec.qmin, codec.qmax = 2, 56
-        codec.options = {
-            "deadline": "realtime",
-            "cpu-used": "8",
-            "lag-in-frames": "0",
-            "bufsize": str(bitrate),
-            "minrate": str(bitrate),
-            "maxrate": str(bitrate),
-            "static-thresh": "1",
-            "undershoot-pct": "100",
-            "overshoot-pct": "15",
-        }
-    else:
-        codec.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline"}
-    codec.thread_count = 1
-    return codec

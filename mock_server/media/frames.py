@@ -21,7 +21,11 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import textwrap
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -47,6 +51,46 @@ def _upscale(a: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return np.ascontiguousarray(a)
     return np.repeat(np.repeat(a, factor, axis=1), factor, axis=0)  # columns first: faster
+
+
+LAYER_CACHE_BYTES = 96 << 20  # native-size layers kept per (prompt, image) and seed: many distinct sessions
+
+
+class _LayerCache:
+    """LRU of native-size numpy layers bounded by bytes (a session's layers stay while it streams)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        value = make()  # outside the lock: rendering threads build different layers in parallel
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = value
+                self._bytes += _nbytes(value)
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= _nbytes(old)
+        return value
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return 64
+
+
+_layers = _LayerCache(LAYER_CACHE_BYTES)
 
 
 @lru_cache(maxsize=8)
@@ -242,16 +286,20 @@ class ChunkRenderer:
         layout = _layout(self.native_size)
         self._band = layout["band"]
         self._track = (layout["track_top"], layout["track_bottom"])
-        self._base = _upscale(
-            _static_layer(plan.prompt, plan.image, float(plan.image_strength), self.native_size), f
+        size = self.native_size
+        static = _layers.get(
+            ("static", plan.prompt, plan.image, float(plan.image_strength), size),
+            lambda: _static_layer(plan.prompt, plan.image, float(plan.image_strength), size),
         )
-        self._texture = _upscale(_noise_texture(plan.seed, self.native_size), f)
+        self._base = _upscale(static, f)
+        texture = _layers.get(("noise", plan.seed, size), lambda: _noise_texture(plan.seed, size))
+        self._texture = _upscale(texture, f)
         self._motion = _motion(plan.seed, self.native_size)
-        disc_rgb, disc_alpha = _disc(plan.seed, self.native_size)
+        disc_rgb, disc_alpha = _layers.get(("disc", plan.seed, size), lambda: _disc(plan.seed, size))
         self._disc_size = disc_rgb.shape[0]
         self._disc_rgb, self._disc_alpha = _upscale(disc_rgb, f), _upscale(disc_alpha, f)
         self._disc_inv = np.uint16(256) - self._disc_alpha
-        label = _label(plan.chunk_index, self.native_size)
+        label = _layers.get(("label", plan.chunk_index, size), lambda: _label(plan.chunk_index, size))
         label = label[: max(0, height - self._track[1] - 1), : width // 2]
         self._label = _upscale(label, f)
         self._label_pos = (self._track[1] + 1, width - label.shape[1] - max(1, width // 80))

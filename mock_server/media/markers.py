@@ -76,6 +76,26 @@ def _crc8(bits: np.ndarray) -> int:
     return crc ^ 0xFF
 
 
+def _crc8_columns() -> tuple[int, np.ndarray]:
+    """CRC-8 is affine over GF(2): crc(bits) = crc(zeros) XOR the columns of the bits that are set."""
+    zeros = np.zeros(_PAYLOAD_BITS, dtype=np.uint8)
+    base = _crc8(zeros)
+    columns = []
+    for k in range(_PAYLOAD_BITS):
+        one = zeros.copy()
+        one[k] = 1
+        columns.append(_crc8(one) ^ base)
+    return base, np.array(columns, dtype=np.uint8)
+
+
+_CRC_BASE, _CRC_COLUMNS = _crc8_columns()
+
+
+def _payload_crc8(payload: np.ndarray) -> int:
+    """_crc8 of the 82 payload bits, by table (the frame renderer calls this for every frame)."""
+    return _CRC_BASE ^ int(np.bitwise_xor.reduce(_CRC_COLUMNS[payload.astype(bool)], initial=0))
+
+
 def _to_bits(value: int, n: int) -> list[int]:
     return [(value >> (n - 1 - k)) & 1 for k in range(n)]
 
@@ -108,7 +128,7 @@ def cell_bits(m: Markers) -> np.ndarray:
     payload = _payload_bits(m)
     cells = np.zeros(COLUMNS * ROWS, dtype=np.uint8)
     cells[_SYNC_CELLS] = _SYNC_BITS
-    cells[_DATA_CELLS] = np.concatenate([payload, _to_bits(_crc8(payload), _CRC_BITS)])
+    cells[_DATA_CELLS] = np.concatenate([payload, _to_bits(_payload_crc8(payload), _CRC_BITS)])
     return cells.reshape(ROWS, COLUMNS)
 
 

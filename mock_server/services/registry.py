@@ -84,6 +84,12 @@ AnySession = Session | ClosedSession
 KEEP_CLOSED_PLANS = 64  # chunk plans a closed session's summary keeps for the inspector
 
 
+def new_session_id(instance_id: str = "") -> str:
+    """sess_<hex>, or sess_<instance>_<hex> when this server is one of several behind a router."""
+    prefix = f"sess_{instance_id}_" if instance_id else "sess_"
+    return prefix + secrets.token_hex(8)
+
+
 class Registry:
     """Owns every session; the HTTP routes only talk to this."""
 
@@ -100,7 +106,11 @@ class Registry:
         self._creations: deque[float] = deque()
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
-        self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
+        self.chunk_cache = (
+            EncodedChunkCache(settings.native_size, frame_interval=settings.frame_interval)
+            if settings.media == "shared"
+            else None
+        )
         self._collect_pending = False
         self.faults = new_fault_registry(settings)
         self._queued: dict[str, tuple[str, float]] = {}  # session id -> (state, until): creation faults
@@ -200,7 +210,7 @@ class Registry:
         self._check_rate_limits(principal.account, now)
         self.budgets.charge(principal, time.time())
         self._creations.append(now)
-        session_id = "sess_" + secrets.token_hex(8)
+        session_id = new_session_id(self.settings.instance_id)
         self.owners[session_id] = owner_for(principal, session_id)
         session = self._new_session(
             session_id,

@@ -72,7 +72,9 @@ class UploadStore:
                 f"this session already has {len(self._slots)} upload slots, the limit (max_upload_slots); "
                 "reuse one of them or start a new session"
             )
-        upload = Upload(presigned_id=secrets.token_hex(12), name=name, mime_type=mime_type, size=size)
+        owner = self._settings.instance_id  # behind a router the presigned PUT must find this instance
+        presigned_id = f"{owner}_{secrets.token_hex(12)}" if owner else secrets.token_hex(12)
+        upload = Upload(presigned_id=presigned_id, name=name, mime_type=mime_type, size=size)
         self._slots[upload.presigned_id] = upload
         return upload
 

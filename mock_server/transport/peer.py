@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import candidate_from_sdp
 
-from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack
+from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack, watch_keyframe_requests
 
 log = logging.getLogger("helios_mock.transport")
 
@@ -101,6 +101,8 @@ class PeerTransport:
         transceiver.setCodecPreferences(preferred)
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(video)
+        if isinstance(video, EncodedVideoTrack):
+            watch_keyframe_requests(transceiver.sender, video)
         for item in early_candidates:
             await self._add(item)
         answer = await self.pc.createAnswer()

@@ -4,7 +4,10 @@ The chunk clock publishes each frame once per session (a `FrameRef`). Two ways t
 
 * `EncodedVideoTrack` (default, "shared" media): returns pre-encoded packets from the process-wide
   `EncodedChunkCache`; aiortc only packetizes them. A track that falls behind, joins mid-chunk or resumes
-  restarts at the newest chunk's key frame and catches up through it.
+  restarts at the newest chunk's key frame and catches up through it. A key-frame request from the
+  receiver (RTCP PLI/FIR, see `watch_keyframe_requests`) is answered at the next frame with a private
+  re-encode of the rest of the current chunk that starts with a key frame (at most one per
+  `KEYFRAME_MIN_GAP` seconds); the track rejoins the shared packets at the next chunk.
 * `RawVideoTrack` ("per-session" media): returns raw frames; aiortc encodes them for this connection alone.
   A track that falls behind skips to the newest frame.
 """
@@ -18,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import av
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import is_rtcp
 
@@ -27,6 +30,7 @@ from mock_server.media.encoded_chunks import EncodedChunk, EncodedChunkCache
 from mock_server.media.feed import FrameFeed
 from mock_server.model.plan import ChunkPlan
 
+KEYFRAME_MIN_GAP = 0.25  # seconds: at most one recovery key frame per this interval and track
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
@@ -101,11 +105,47 @@ class EncodedVideoTrack(_GatedTrack):
         self._plan: ChunkPlan | None = None
         self._chunk: EncodedChunk | None = None
         self._next = 0  # index of the next packet of the current chunk to send
+        self._keyframe_wanted = False
+        self._last_recovery = -KEYFRAME_MIN_GAP
+        self.keyframes_requested = 0
+        self.keyframes_recovered = 0
+
+    def request_keyframe(self) -> None:
+        """The receiver lost the picture (PLI/FIR): send a key frame as the next frame."""
+        self.keyframes_requested += 1
+        self._keyframe_wanted = True
+
+    def _recover(self) -> None:
+        """Switch to a private re-encode of the current chunk from the next frame, key frame first."""
+        self._keyframe_wanted = False
+        if self._plan is None or self._next == 0 or self._next >= CHUNK_FRAMES:
+            return  # the next packet is a chunk start (a key frame) anyway
+        now = time.monotonic()
+        if now - self._last_recovery < KEYFRAME_MIN_GAP:
+            return
+        self._last_recovery = now
+        recovery = self._cache.recovery(self._plan, self.mime_type, self._next)
+        if recovery is not None:
+            self._use(recovery)
+            self.keyframes_recovered += 1
+
+    def _use(self, chunk: EncodedChunk | None) -> None:
+        """Send from `chunk` now; the chunk left is released (its encoding stops if nobody else reads it)."""
+        if self._chunk is not None:
+            self._chunk.release()
+        self._chunk = chunk
+        if chunk is not None:
+            chunk.acquire()
+
+    def stop(self) -> None:
+        self._use(None)
+        super().stop()
 
     def set_paused(self, paused: bool) -> None:
         super().set_paused(paused)
         if not paused:
-            self._plan, self._chunk = None, None  # after a gap the decoder needs a key frame: chunk start
+            self._plan = None  # after a gap the decoder needs a key frame: chunk start
+            self._use(None)
 
     async def recv(self) -> av.Packet:
         while True:
@@ -116,13 +156,17 @@ class EncodedVideoTrack(_GatedTrack):
                 if self._plan is not None and self._next < CHUNK_FRAMES:
                     self.frames_skipped += CHUNK_FRAMES - self._next
                 self._plan = ref.plan
-                self._chunk = self._cache.chunk(ref.plan, self.mime_type)
+                self._use(self._cache.chunk(ref.plan, self.mime_type))
                 self._next = 0
             if ref is not None and self._next <= ref.index and self._chunk is not None:
                 break
             seq = self._feed.seq
             await self._feed.wait_beyond(seq)
-        data = await self._chunk.packet(self._next)
+        if self._keyframe_wanted:
+            self._recover()
+        chunk = self._chunk
+        assert chunk is not None
+        data = await chunk.packet(self._next)
         self._next += 1
         packet = av.Packet(data)
         packet.pts = self._pts()
@@ -178,3 +222,18 @@ class PacketLoss:
 
             setattr(transport, "_send_rtp", lossy)  # noqa: B010 - an instance wrapper of aiortc's method
             setattr(transport, "_loss_installed", True)  # noqa: B010
+
+
+def watch_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> None:
+    """Forward the sender's key-frame requests (RTCP PLI/FIR) to a pre-encoded track.
+
+    aiortc asks its own encoder for a key frame, which pre-encoded packets bypass; the track answers instead.
+    """
+    ask_encoder = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        ask_encoder()
+        if sender.track is track:
+            track.request_keyframe()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]

@@ -1,0 +1,149 @@
+"""Encoder worker threads that serve the most urgent frame first (earliest deadline first).
+
+Each job encodes the frames of one chunk, in order, with one encoder context. A frame of a job is due at
+``t0 + (index - start) * interval``; a worker keeps encoding its current job ahead of time (so its encoder
+context is soon free again) until another queued job has a frame due within ``URGENT_FRAMES`` intervals,
+then switches to that one. Rendering (numpy), scaling (swscale) and encoding (libvpx/libx264) release the
+GIL, so the workers spread over the cores while the event loop keeps sending.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.encoder import ENCODERS, EncoderPool, NativeFrames, ReusedEncoder
+from mock_server.model.plan import ChunkPlan
+
+log = logging.getLogger("helios_mock.media")
+
+URGENT_FRAMES = 2.0
+Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); thread-safe
+
+
+@dataclass(eq=False)
+class EncodeJob:
+    """Frames ``start``..32 of ``plan``; the first one is a key frame."""
+
+    plan: ChunkPlan
+    native_size: tuple[int, int]
+    mime_type: str
+    deliver: Deliver
+    t0: float  # time.monotonic() at which frame `start` is due
+    interval: float
+    start: int = 0
+    wanted: Callable[[], bool] = lambda: True  # False: nobody will send the rest; stop early
+    next: int = field(init=False)
+    frames: NativeFrames | None = field(default=None, init=False)
+    encoder: ReusedEncoder | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.next = self.start
+
+    @property
+    def due(self) -> float:
+        return self.t0 + (self.next - self.start) * self.interval
+
+    @property
+    def done(self) -> bool:
+        return self.next >= CHUNK_FRAMES
+
+
+class EncodeScheduler:
+    """A fixed set of worker threads (one per core by default) and a deadline-ordered job queue."""
+
+    def __init__(self, pool: EncoderPool, workers: int | None = None) -> None:
+        self.pool = pool
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._queue: list[tuple[float, int, EncodeJob]] = []
+        self._order = itertools.count()
+        self._cv = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self.frames_encoded = 0
+        self.abandoned = 0  # jobs stopped early because no track wanted the rest
+
+    def submit(self, job: EncodeJob) -> None:
+        with self._cv:
+            if not self._threads:
+                self._start_workers()
+            heapq.heappush(self._queue, (job.due, next(self._order), job))
+            self._cv.notify()
+
+    def _start_workers(self) -> None:
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"helios-encoder-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _take(self) -> EncodeJob:
+        with self._cv:
+            while not self._queue:
+                self._cv.wait()
+            return heapq.heappop(self._queue)[2]
+
+    def _switch(self, job: EncodeJob) -> EncodeJob:
+        """Keep `job` unless a queued job is due within URGENT_FRAMES intervals and sooner than it."""
+        with self._cv:
+            if not self._queue:
+                return job
+            due, _, other = self._queue[0]
+            if due > time.monotonic() + URGENT_FRAMES * other.interval or due >= job.due:
+                return job
+            heapq.heapreplace(self._queue, (job.due, next(self._order), job))
+            return other
+
+    def _work(self) -> None:
+        job = self._take()
+        while True:
+            self._step(job)
+            if job.done:
+                job = self._take()
+            else:
+                job = self._switch(job)
+
+    def behind(self) -> bool:
+        """True when a queued frame is already overdue by more than URGENT_FRAMES intervals."""
+        with self._cv:
+            if not self._queue:
+                return False
+            due, _, job = self._queue[0]
+            return due < time.monotonic() - URGENT_FRAMES * job.interval
+
+    def _step(self, job: EncodeJob) -> None:
+        """Encode the next frame of `job` (and release its encoder after the last one)."""
+        name = ENCODERS[job.mime_type]
+        if not job.wanted():
+            self.abandoned += 1
+            job.next = CHUNK_FRAMES
+            if job.encoder is not None:  # the next chunk on it starts with a key frame anyway
+                self.pool.give_back(name, job.encoder)
+            job.encoder, job.frames = None, None
+            return
+        try:
+            if job.frames is None:
+                job.frames = NativeFrames(job.plan, job.native_size)
+                job.encoder = self.pool.take(name, *job.frames.output_size)
+            assert job.encoder is not None
+            data = job.encoder.encode(job.frames.frame(job.next), key=job.next == job.start)
+        except Exception as exc:  # never leave a sender waiting forever
+            log.exception("encoding chunk %d frame %d failed", job.plan.chunk_index, job.next)
+            error = f"encoding chunk {job.plan.chunk_index} failed: {exc}"
+            for index in range(job.next, CHUNK_FRAMES):
+                job.deliver(index, None, error)
+            job.next = CHUNK_FRAMES
+            job.encoder = None  # its state is unknown: not reused
+            return
+        job.deliver(job.next, data, None)
+        job.next += 1
+        with self._cv:
+            self.frames_encoded += 1
+        if job.done and job.encoder is not None:
+            self.pool.give_back(name, job.encoder)
+            job.encoder, job.frames = None, None
