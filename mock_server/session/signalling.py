@@ -84,12 +84,7 @@ class Signalling:
             self._next_id = connection_id + 1
         conn = self._make_connection(connection_id, legacy)
         self.connections[connection_id] = conn
-        log.info(
-            "session %s: connection %s registered%s",
-            self._session_id,
-            connection_id,
-            " (legacy)" if legacy else "",
-        )
+        conn.log.info("connection %s registered%s", connection_id, " (legacy)" if legacy else "")
         return conn
 
     def _legacy(self) -> Connection | None:
@@ -154,12 +149,12 @@ class Signalling:
             )
         except (OfferError, TimeoutError) as exc:
             conn.answer_error = str(exc) or "answering the offer timed out"
-            log.warning("session %s connection %s: %s", self._session_id, conn.id, conn.answer_error)
+            conn.log.warning("connection %s: %s", conn.id, conn.answer_error)
             raise OfferError(conn.answer_error) from exc
         self._record.add("event", "answered offer", connection_id=conn.id, body={"codec": conn.codec.name})
         conn.answer_ready_at = time.monotonic() + effect.hold
         if effect.unreachable:  # ice_failure: the answer's candidates lead to a closed socket
-            log.info("session %s connection %s: ICE made unreachable (fault)", self._session_id, conn.id)
+            conn.log.info("connection %s: ICE made unreachable (fault)", conn.id)
             self._spawn(f"making connection {conn.id}'s ICE unreachable", peer.close())
         elif self._on_answered is not None:
             self._on_answered(peer)
