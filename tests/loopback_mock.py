@@ -25,7 +25,9 @@ async def mock_on_loopback(**settings: Any) -> AsyncIterator[str]:
     port = free_port()
     options: dict[str, Any] = {"speed": 20.0, "native_size": (160, 96), **settings}
     config = Settings(port=port, ice_addresses=("127.0.0.1",), **options)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
         async with asyncio.timeout(BOUND):

@@ -1,9 +1,9 @@
 """``/metrics`` parses as Prometheus text and its counters move with a session's traffic (issue 13).
 
-The mock runs in this process on loopback; a raw client (v0 JSON or v1 protobuf) connects, sends one command
-of each outcome (accepted, refused by the model, refused by an armed command_error fault, rejected as invalid),
-lets two chunks play, and leaves. Scrapes before, during and after show every family moving by exactly what
-the traffic did.
+The mock runs in this process on loopback; a raw client (v0 JSON or v1 protobuf) connects, sends one
+command of each outcome (accepted, refused by the model, refused by an armed command_error fault, rejected
+as invalid), lets two chunks play, and leaves. Scrapes before, during and after show every family moving
+by exactly what the traffic did.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ async def _play(client: WireClient) -> None:
     client.send_command("list_snapshots")  # barrier: handled after every command above
     await client.wait_message("snapshot_list", timeout=BOUND)
     for index in (0, 1):
-        await client.wait_message("chunk_complete", lambda d, i=index: d.get("chunk_index") == i, timeout=BOUND)
+        await client.wait_message(
+            "chunk_complete", lambda d, i=index: d.get("chunk_index") == i, timeout=BOUND
+        )
 
 
 async def _until_disconnected(url: str, wire: str) -> Samples:

@@ -214,9 +214,8 @@ class InboundHandler:
     def _log_outcome(self, conn: Connection, command: str, outcome: Outcome) -> None:
         """``set_prompt accepted at chunk 0, takes effect at chunk 2`` (the chunk from prompt_accepted)."""
         current = self._helios.current_chunk
-        effective = next(
-            (m.data.get("chunk") for m in outcome.broadcasts if m.type == "prompt_accepted"), None
-        )
+        told = (*outcome.broadcasts, *([outcome.answer] if outcome.answer is not None else []))
+        effective = next((m.data.get("chunk") for m in told if m.type == "prompt_accepted"), None)
         when = f"at chunk {current}"
         if effective is not None:
             when += f", takes effect at chunk {effective}"

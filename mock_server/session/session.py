@@ -92,16 +92,7 @@ class Session:
         self.signalling = self._make_signalling()
         self.connections: dict[int, Connection] = self.signalling.connections
         self.outbox = Outbox(self.record, self.connections, lambda: self.helios.current_chunk)
-        self.clock = ChunkClock(
-            session_id,
-            settings,
-            self.helios,
-            self.feed,
-            has_live_client=lambda: bool(self.live_connections),
-            broadcast=self.outbox.broadcast,
-            on_chunk_begin=self.faults.on_chunk_begin,
-            on_chunk_generated=self.metrics.chunk_generated,
-        )
+        self.clock = self._make_clock()
         self.recording = Recording(
             session_id,
             enabled=settings.recording,
@@ -110,9 +101,26 @@ class Session:
             in_progress=self._frames_in_progress,
         )
         self.clock.on_chunk_done = self.recording.add_chunk
-        self.watchdog = Watchdog(
-            session_id,
-            settings,
+        self.watchdog = self._make_watchdog()
+        self.inbound = self._make_inbound(schema)
+        self.faults.actions = self._fault_actions()
+
+    def _make_clock(self) -> ChunkClock:
+        return ChunkClock(
+            self.id,
+            self.settings,
+            self.helios,
+            self.feed,
+            has_live_client=lambda: bool(self.live_connections),
+            broadcast=self.outbox.broadcast,
+            on_chunk_begin=self.faults.on_chunk_begin,
+            on_chunk_generated=self.metrics.chunk_generated,
+        )
+
+    def _make_watchdog(self) -> Watchdog:
+        return Watchdog(
+            self.id,
+            self.settings,
             self.created_at,
             self.connections,
             drop=self.drop_connection,
@@ -120,8 +128,10 @@ class Session:
             max_duration=self.max_duration,
             on_tick=lambda: self.faults.on_tick(self.helios.current_chunk),
         )
-        self.inbound = InboundHandler(
-            session_id,
+
+    def _make_inbound(self, schema: dict[str, Any]) -> InboundHandler:
+        return InboundHandler(
+            self.id,
             helios=self.helios,
             schema=schema,
             record=self.record,
@@ -131,10 +141,9 @@ class Session:
             on_command_done=self.clock.wake,
             faults=self.faults,
             recording=self.recording,
-            settings=settings,
+            settings=self.settings,
             metrics=self.metrics,
         )
-        self.faults.actions = self._fault_actions()
 
     # ------------------------------------------------------------------ state
 
