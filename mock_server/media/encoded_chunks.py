@@ -12,9 +12,10 @@ import fractions
 import hashlib
 import logging
 import threading
+import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import av
 from aiortc.codecs.vpx import DEFAULT_BITRATE
@@ -86,9 +87,16 @@ class EncodedChunkCache:
     """Process-wide, byte-bounded LRU of encoded chunks, shared by all sessions."""
 
     def __init__(
-        self, native_size: tuple[int, int], *, max_bytes: int = 256 << 20, bitrate: int = DEFAULT_BITRATE
+        self,
+        native_size: tuple[int, int],
+        *,
+        max_bytes: int = 256 << 20,
+        bitrate: int = DEFAULT_BITRATE,
+        on_encoded: Callable[[float], None] = lambda seconds: None,
     ) -> None:
+        """`on_encoded(seconds)`: called (from the worker thread) with each frame's encode time."""
         self.native_size = native_size
+        self._on_encoded = on_encoded
         self.max_bytes = max_bytes
         self.bitrate = bitrate
         self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
@@ -130,7 +138,9 @@ class EncodedChunkCache:
                 if codec is None:
                     codec = _open_encoder(ENCODERS[mime_type], frame.width, frame.height, self.bitrate)
                 frame.pts = index
+                started = time.perf_counter()
                 data = b"".join(bytes(p) for p in codec.encode(frame))
+                self._on_encoded(time.perf_counter() - started)
                 with self._lock:
                     self.frames_encoded += 1
                 chunk._loop.call_soon_threadsafe(chunk._deliver, index, data)

@@ -100,7 +100,11 @@ class Registry:
         self._creations: deque[float] = deque()
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
-        self.chunk_cache = EncodedChunkCache(settings.native_size) if settings.media == "shared" else None
+        self.chunk_cache = (
+            EncodedChunkCache(settings.native_size, on_encoded=self.metrics.encoded)
+            if settings.media == "shared"
+            else None
+        )
         self._collect_pending = False
         self.faults = new_fault_registry(settings)
         self._queued: dict[str, tuple[str, float]] = {}  # session id -> (state, until): creation faults
@@ -294,6 +298,7 @@ class Registry:
             max_duration=max_duration,
             on_closed=self._closed,
             fault_registry=self.faults,
+            metrics=self.metrics,
         )
         self.sessions[session_id] = session
         session.start()
@@ -350,6 +355,7 @@ class Registry:
         """A session_refused fault answers this creation request with its HTTP error."""
         fault = self.faults.on_create_request()
         if fault is not None:
+            self.metrics.fault(fault.kind)
             log.warning("fault %s: session creation refused with %s", fault.id, fault.params.status)
             raise fault.params.error()
 
