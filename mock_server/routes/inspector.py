@@ -4,8 +4,9 @@ assets (page code and the vendored SDK bundle) hold no data and are served to an
 
 Data the pages poll lives under `/admin/inspector/` (kept out of the HTTP record and of CORS, like the
 rest of the admin API), with the fault kinds the Faults panel offers; `POST /admin/sessions/{key}/clips`
-cuts a clip for an admin (the timeline page's "Cut a clip"), as a client's `requestClip` would. The pages themselves also accept `?admin_token=` when the server has one: a browser
-cannot set a header on a navigation; the page then sends the token as a header on its own requests.
+cuts a clip for an admin (the timeline page's "Cut a clip"), as a client's `requestClip` would. The pages
+themselves also accept `?admin_token=` when the server has one: a browser cannot set a header on a
+navigation; the page then sends the token as a header on its own requests.
 """
 
 from __future__ import annotations
