@@ -101,9 +101,11 @@ async function injectFault(page, panel, kind, params, trigger, value) {
   await page.check(`input[name=fault-trigger][value=${trigger}]`);
   if (trigger !== "now") await page.fill(`#fault-${trigger}`, String(value));
   await page.click("#fault-inject");
-  const fired = (arg) => arg.panel.split(".").reduce((o, k) => o[k], window).armed.some((f) => f.kind === arg.kind && f.fired_count > 0);
-  return { panel, kind, fired };
+  return { panel, kind };
 }
+
+// The page has listed a fault of this kind that fired (arg: {panel, kind}).
+const faultFired = (arg) => arg.panel.split(".").reduce((o, k) => o[k], window).armed.some((f) => f.kind === arg.kind && f.fired_count > 0);
 
 // Press "Cut a clip (last N s)" and wait until the clip <video> played to its end; keep its last frame.
 async function cutClip(page, panel, seconds, png) {
@@ -146,7 +148,7 @@ async function playground(context) {
   await waitFor(page, done, switchChunk + 1, 30000, `chunk_complete of chunk ${switchChunk + 1}`);
   note("switch_done");
   const stall = await injectFault(page, "playground.faults", "stall", { seconds: 1 }, "now");
-  await waitFor(page, stall.fired, stall, 15000, "the stall to fire");
+  await waitFor(page, faultFired, stall, 15000, "the stall to fire");
   note("stall_fired");
   const clip = await cutClip(page, "playground.clip", 3, "clip-playground.png");
   note("playground_clip");
@@ -217,7 +219,7 @@ async function timelinePage(context) {
   fs.writeFileSync(path.join(outDir, "thumbnail.png"), Buffer.from(png, "base64"));
   const at = (await page.evaluate(() => Number(document.querySelector(".chunk-head.current").dataset.chunk))) + 2;
   const slow = await injectFault(page, "timelinePanels.faults", "slow_chunks", { count: 1, factor: 1.5 }, "at_chunk", at);
-  await waitFor(page, slow.fired, slow, 20000, `slow_chunks to fire at chunk ${at}`);
+  await waitFor(page, faultFired, slow, 20000, `slow_chunks to fire at chunk ${at}`);
   await waitFor(page, (c) => [...document.querySelectorAll(`.lane-cell[data-lane="fault"][data-chunk="${c}"]`)]
     .some((cell) => cell.innerText.includes("slow_chunks")), at, 10000, `slow_chunks on the fault lane at chunk ${at}`);
   note("slow_chunks_shown");

@@ -48,6 +48,8 @@
     else if (ev.lane === "effect")
       text = [h("b", {}, ev.label), ` “${short(ev.detail.prompt, 40)}” from chunk ${ev.effective_chunk}`,
         h("span", { class: "muted" }, ` (received during chunk ${ev.received_chunk})`)];
+    else if (ev.lane === "fault")
+      text = [h("b", {}, ev.label), ` ${short(ev.detail.params, 50)}`, h("span", { class: "muted" }, ` · ${ev.detail.fault_id} on ${ev.detail.hook}`)];
     else text = [h("b", {}, ev.label), detail ? ` ${detail}` : ""];
     return h("div", { class: `ev ev-${ev.lane}${ev.pending ? " pending" : ""}`, title, dataset: { lane: ev.lane, t: ev.t } }, text);
   }
