@@ -213,7 +213,8 @@ def test_a_clip_cut_from_the_page_plays_to_its_end(run: InspectorRun, where: str
     markers = decode_markers(_rgb(run.out_dir / f"clip-{where}.png"))  # the last frame the <video> showed
     assert markers is not None, f"the clip's last frame has no readable marker band ({where})"
     assert markers.frame == 32 and markers.prompt_id == prompt_id(PROMPT_B), markers
-    assert markers.chunk == round(reply["end_marker"] / chunk_s) - 1, (markers, reply)  # no reset: seq = index
+    # no reset in this session: a chunk's place in the recording is its index
+    assert markers.chunk == round(reply["end_marker"] / chunk_s) - 1, (markers, reply)
     (local,) = [s for s in run.record["sessions"] if s["mode"] == "local"]
     asked = [e for e in local["entries"] if e["direction"] == "in" and e["kind"] == "RequestClip"]
     assert len(asked) == 1, "only the playground's clip goes over the data channel"

@@ -217,7 +217,7 @@ async function timelinePage(context) {
     return btoa(text);
   }, `/inspector/sessions/${encodeURIComponent(local.key)}/chunks/${switchChunk}/thumbnail.png`);
   fs.writeFileSync(path.join(outDir, "thumbnail.png"), Buffer.from(png, "base64"));
-  const at = (await page.evaluate(() => Number(document.querySelector(".chunk-head.current").dataset.chunk))) + 2;
+  const at = (await page.evaluate(() => Number(document.querySelector(".chunk-head.current").dataset.chunk))) + 3; // margin: armed well before that chunk begins
   const slow = await injectFault(page, "timelinePanels.faults", "slow_chunks", { count: 1, factor: 1.5 }, "at_chunk", at);
   await waitFor(page, faultFired, slow, 20000, `slow_chunks to fire at chunk ${at}`);
   await waitFor(page, (c) => [...document.querySelectorAll(`.lane-cell[data-lane="fault"][data-chunk="${c}"]`)]
