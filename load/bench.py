@@ -55,6 +55,8 @@ from mock_server.transport.ice import restrict_host_addresses  # noqa: E402
 
 from .session import PROMPTS, LoadSession, SessionConfig  # noqa: E402
 
+SHARD_SCRIPT = str(Path(__file__).resolve())  # this file, run again as a client shard (--shard)
+
 DEFAULT_STEPS = (10, 25, 50, 75, 100, 125, 150, 175, 200)
 HELD_FPS = 23.5
 HELD_BAD_PCT = 1.0
@@ -365,7 +367,7 @@ class ClientShard:
     async def start(cls) -> ClientShard:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(Path(__file__).resolve()),
+            SHARD_SCRIPT,
             "--shard",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -848,7 +850,7 @@ async def amain(args: argparse.Namespace) -> int:
         print_summary(variant, args)
     comparison = print_comparison(variants[0], variants[1]) if args.compare_media else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     report = {
         "machine": {
             "cpus": psutil.cpu_count(),
