@@ -56,7 +56,7 @@ class FaultInvalid(Unprocessable):
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # no bool-as-number: as the schema
 
 
 def _text(default: str, description: str) -> Any:
@@ -269,7 +269,7 @@ DEFAULT_DETAIL = {
 class FaultSpec(BaseModel):
     """One fault to arm: what (`kind` + `params`), where (`session_id` or the next sessions) and when."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # no bool-as-number: as the schema
 
     kind: FaultKind = Field(description="Fault kind (see docs/FAULTS.md).")
     session_id: str | None = Field(

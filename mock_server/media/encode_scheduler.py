@@ -67,6 +67,7 @@ class EncodeScheduler:
         self._cv = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.frames_encoded = 0
+        self.on_encoded: Callable[[float], None] = lambda seconds: None  # encode time of one frame (metrics)
         self.abandoned = 0  # jobs stopped early because no track wanted the rest
 
     def submit(self, job: EncodeJob) -> None:
@@ -131,7 +132,10 @@ class EncodeScheduler:
                 job.frames = NativeFrames(job.plan, job.native_size)
                 job.encoder = self.pool.take(name, *job.frames.output_size)
             assert job.encoder is not None
-            data = job.encoder.encode(job.frames.frame(job.next), key=job.next == job.start)
+            frame = job.frames.frame(job.next)
+            started = time.perf_counter()
+            data = job.encoder.encode(frame, key=job.next == job.start)
+            self.on_encoded(time.perf_counter() - started)
         except Exception as exc:  # never leave a sender waiting forever
             log.exception("encoding chunk %d frame %d failed", job.plan.chunk_index, job.next)
             error = f"encoding chunk {job.plan.chunk_index} failed: {exc}"

@@ -17,7 +17,7 @@ import hashlib
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from aiortc.codecs.vpx import DEFAULT_BITRATE
 
@@ -117,12 +117,16 @@ class EncodedChunkCache:
         keep_seconds: float = 30.0,
         bitrate: int = DEFAULT_BITRATE,
         workers: int | None = None,
+        on_encoded: Callable[[float], None] = lambda seconds: None,
     ) -> None:
+        """`on_encoded(seconds)`: called (from the worker thread) with each frame's encode time."""
         self.native_size = native_size
         self.frame_interval = frame_interval
+        self._on_encoded = on_encoded
         self.max_bytes = max_bytes
         self.keep_seconds = keep_seconds
         self.scheduler = EncodeScheduler(EncoderPool(bitrate), workers)
+        self.scheduler.on_encoded = on_encoded
         self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
         self.hits = 0
         self.misses = 0

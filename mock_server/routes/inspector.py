@@ -3,8 +3,10 @@ JS SDK in the browser), their JSON and pictures. Pages and data are behind the a
 assets (page code and the vendored SDK bundle) hold no data and are served to anyone.
 
 Data the pages poll lives under `/admin/inspector/` (kept out of the HTTP record and of CORS, like the
-rest of the admin API). The pages themselves also accept `?admin_token=` when the server has one: a browser
-cannot set a header on a navigation; the page then sends the token as a header on its own requests.
+rest of the admin API), with the fault kinds the Faults panel offers; `POST /admin/sessions/{key}/clips`
+cuts a clip for an admin (the timeline page's "Cut a clip"), as a client's `requestClip` would. The pages
+themselves also accept `?admin_token=` when the server has one: a browser cannot set a header on a
+navigation; the page then sends the token as a header on its own requests.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from mock_server.errors import NotFound
 from mock_server.routes.deps import ADMIN_ONLY, RegistryDep
@@ -28,6 +31,8 @@ STATIC = {  # the only files served: name -> media type
     "timeline.js": "text/javascript; charset=utf-8",
     "playground.bundle.js": "text/javascript; charset=utf-8",
     "playground.licenses.json": "application/json",
+    "panels.bundle.js": "text/javascript; charset=utf-8",
+    "panels.licenses.json": "application/json",
 }
 PAGES = {"sessions": "index.html", "timeline": "session.html", "playground": "playground.html"}
 PAGE_HEADERS = {
@@ -40,6 +45,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_CLIP_SECONDS = 3600.0  # an admin clip asks for at most this much (the recording keeps less anyway)
 
 
 def require_admin_page(request: Request, registry: RegistryDep) -> None:
@@ -107,5 +113,25 @@ async def thumbnail(key: str, chunk: int, registry: RegistryDep, t: str | None =
     )
 
 
-def _json(body: dict[str, Any]) -> Response:
-    return JSONResponse(body, headers=NO_STORE)
+@router.get("/admin/inspector/fault-kinds", dependencies=[ADMIN_ONLY])
+async def fault_kinds() -> Response:
+    """The fault kinds a session can be given from the inspector, their triggers and parameters."""
+    return _json({"kinds": inspector.fault_kinds()})
+
+
+class ClipRequest(BaseModel):
+    """`POST /admin/sessions/{key}/clips`: the last `duration_seconds` of the session's recording."""
+
+    model_config = ConfigDict(extra="forbid")
+    duration_seconds: float = Field(gt=0, le=MAX_CLIP_SECONDS, allow_inf_nan=False)
+
+
+@router.post("/admin/sessions/{key}/clips", dependencies=[ADMIN_ONLY], status_code=201)
+async def cut_clip(key: str, body: ClipRequest, request: Request, registry: RegistryDep) -> Response:
+    """A clip link (clipReady's fields) on the caller's own address; 404 unknown session, 409 no clip."""
+    base = str(request.base_url).rstrip("/")
+    return _json(inspector.cut_clip(registry, key, body.duration_seconds, base), status=201)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, headers=NO_STORE)

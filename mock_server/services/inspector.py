@@ -1,6 +1,7 @@
 """The inspector's views of the sessions: the overview behind `/`, one session's timeline, chunk thumbnails
-and the live frame. Frames are rendered here from the chunk plans the clock keeps (watching changes nothing
-a client receives); client-rule violations come from `conformance.client_rules.check_record`."""
+and the live frame; and its two actions: the fault kinds its Faults panel offers, and a clip cut for an
+admin. Frames are rendered here from the chunk plans the clock keeps (watching changes nothing a client
+receives); client-rule violations come from `conformance.client_rules.check_record`."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from PIL import Image
 
 from conformance.client_rules import check_record
 from mock_server.config import VERSION, Settings
-from mock_server.errors import Invalid, NotFound
+from mock_server.errors import Conflict, Invalid, NotFound
+from mock_server.faults.catalogue import COMMAND_KINDS, CREATION_KINDS, PARAMS, TIMED_KINDS
 from mock_server.media.frames import ChunkRenderer
 from mock_server.media.markers import Markers, decode_markers, prompt_id
 from mock_server.model.plan import ChunkPlan
 from mock_server.services.admin import session_view
 from mock_server.services.registry import LOCAL_ID, AnySession, ClosedSession, Registry
+from mock_server.session import clip_links
 from mock_server.session.record import Entry
+from mock_server.session.recording import ClipRefused
 
 THUMB_WIDTH = 192  # pixels; thumbnails keep the frame's aspect ratio
 LIVE_MAX_WIDTH = 640  # the live frame is scaled down to at most this width
@@ -112,7 +116,7 @@ def session_summary(registry: Registry, session: AnySession) -> dict[str, Any]:
         "rejections_total": len(session.record.rejections),
         "rejections": [r.to_json() for r in list(session.record.rejections)[-RECENT:]],
         "violations": violations(session),
-        "faults": [e.to_json() for e in entries if e.kind == "fault"],
+        "faults": [e.to_json() for e in entries if e.direction == "fault"],
     }
 
 
@@ -277,8 +281,8 @@ def _entry_event(entry: Entry) -> dict[str, Any] | None:
         event = _event(entry.t, "command", str(kind_type), entry.body.get("data"), entry.connection_id)
         event["received_chunk"] = entry.chunk
         return event
-    if entry.kind == "fault":
-        return _event(entry.t, "fault", str((entry.body or {}).get("kind", "fault")), entry.body)
+    if entry.direction == "fault":  # session/faults.py records each firing as ("fault", <kind>)
+        return _event(entry.t, "fault", entry.kind, entry.body)
     if entry.direction == "event" and entry.kind in CONNECTION_EVENTS + ("session_ended",):
         return _event(entry.t, "connection", entry.kind, entry.body, entry.connection_id)
     if entry.direction == "out" and entry.kind in ("ModelMessageOut", "ErrorOut"):
@@ -402,3 +406,78 @@ def parse_query_float(value: str | None, name: str) -> float | None:
         return float(value)
     except ValueError:
         raise Invalid(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+# ------------------------------------------------------------------------------------------ actions
+
+FAULT_PARAMS_LEFT_OUT = ("match",)  # a {param: value} filter: arm it through POST /admin/faults directly
+
+
+def fault_kinds() -> list[dict[str, Any]]:
+    """The kinds the Faults panel offers (all but creation kinds, which act before a session exists): each
+    with its triggers and its parameters, read from the catalogue's models (docs/FAULTS.md)."""
+    kinds = []
+    for kind, model in PARAMS.items():
+        if kind in CREATION_KINDS:
+            continue
+        triggers = ["now"]
+        triggers += ["at_chunk", "after_seconds"] if kind in TIMED_KINDS else []
+        triggers += ["on_command"] if kind in COMMAND_KINDS else []
+        properties = model.model_json_schema().get("properties", {})
+        kinds.append(
+            {
+                "kind": kind,
+                "description": (model.__doc__ or "").strip(),
+                "triggers": triggers,
+                "params": [
+                    _param_field(name, prop)
+                    for name, prop in properties.items()
+                    if name not in FAULT_PARAMS_LEFT_OUT
+                ],
+            }
+        )
+    return kinds
+
+
+def _param_field(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    """One parameter as a form field: type (enum, number, integer, string, list), default, bounds."""
+    variants = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
+    shape = variants[0] if variants else {}
+    kind = "enum" if "enum" in shape else ("list" if shape.get("type") == "array" else shape.get("type"))
+    field: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "default": prop.get("default"),
+        "optional": len(variants) < len(prop.get("anyOf", [prop])),
+        "description": prop.get("description", ""),
+    }
+    for key in ("enum", "minimum", "maximum", "exclusiveMinimum", "maxLength"):
+        if key in shape:
+            field[key] = shape[key]
+    return field
+
+
+def cut_clip(registry: Registry, key: str, duration_seconds: float, base_url: str) -> dict[str, Any]:
+    """Cut the last `duration_seconds` of a session's recording, as a `requestClip` would, for an admin.
+
+    The answer has clipReady's fields; its `playlist_url` is on `base_url` (the admin's own address).
+    409 when the recording cannot give a clip (recorder disabled, nothing recorded yet)."""
+    session = find_session(registry, key)
+    recording = session.recording
+    if recording is None:
+        raise Conflict(f"session {session.id!r} has no recording (the server runs with --recording off)")
+    ttl = registry.settings.clip_url_ttl
+    try:
+        window = recording.cut("clip", duration_seconds, ttl)
+    except ClipRefused as refused:
+        raise Conflict(f"session {session.id!r} cannot give a clip: {refused.reason}") from None
+    return {
+        "session_id": session.id,
+        "kind": window.kind,
+        "start_marker": window.start_marker,
+        "end_marker": window.end_marker,
+        "now_marker": window.now_marker,
+        "predicted_ready_at_ms": window.predicted_ready_at_ms(registry.settings.speed),
+        "playlist_url": clip_links.playlist_url(base_url, window, ttl),
+        "chunks": [window.first_seq, window.last_seq],
+    }

@@ -107,7 +107,9 @@ class Registry:
         self.unbound_http: deque[dict[str, Any]] = deque(maxlen=1000)
         self._ready_at: dict[str, float] = {}
         self.chunk_cache = (
-            EncodedChunkCache(settings.native_size, frame_interval=settings.frame_interval)
+            EncodedChunkCache(
+                settings.native_size, frame_interval=settings.frame_interval, on_encoded=self.metrics.encoded
+            )
             if settings.media == "shared"
             else None
         )
@@ -304,6 +306,7 @@ class Registry:
             max_duration=max_duration,
             on_closed=self._closed,
             fault_registry=self.faults,
+            metrics=self.metrics,
         )
         self.sessions[session_id] = session
         session.start()
@@ -360,6 +363,7 @@ class Registry:
         """A session_refused fault answers this creation request with its HTTP error."""
         fault = self.faults.on_create_request()
         if fault is not None:
+            self.metrics.fault(fault.kind)
             log.warning("fault %s: session creation refused with %s", fault.id, fault.params.status)
             raise fault.params.error()
 

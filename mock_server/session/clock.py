@@ -12,6 +12,7 @@ from typing import Any
 
 from mock_server.config import Settings
 from mock_server.constants import CHUNK_FRAMES
+from mock_server.logging_setup import SessionLogger
 from mock_server.media.feed import FrameFeed, FrameRef
 from mock_server.media.frames import ChunkRenderer
 from mock_server.model.helios import Helios, Message
@@ -35,8 +36,11 @@ class ChunkClock:
         has_live_client: Callable[[], bool],
         broadcast: Callable[[Message], None],
         on_chunk_begin: Callable[[int], Awaitable[None]] | None = None,
+        on_chunk_generated: Callable[[], None] = lambda: None,
     ) -> None:
         self._session_id = session_id
+        self._log = SessionLogger(log, session=session_id)
+        self._on_chunk_generated = on_chunk_generated  # the chunks metric
         self._settings = settings
         self._helios = helios
         self._feed = feed
@@ -79,12 +83,7 @@ class ChunkClock:
                 self._wake_event.clear()
                 await self._wake_event.wait()
                 continue
-            log.info(
-                "session %s: chunk %d begins (prompt %r)",
-                self._session_id,
-                plan.chunk_index,
-                plan.prompt[:60],
-            )
+            self._log.info("chunk %d begins (prompt %r)", plan.chunk_index, plan.prompt[:60])
             self.plans.append((time.monotonic(), plan))
             if self._on_chunk_begin is not None:
                 await self._on_chunk_begin(plan.chunk_index)
@@ -113,6 +112,7 @@ class ChunkClock:
         if self._stall_for > 0:  # a stall that began after the last frame holds chunk_complete back
             next_t = await self._serve_stall(next_t)
         self.chunks_generated += 1
+        self._on_chunk_generated()
         self.on_chunk_done(plan)
         for message in self._helios.complete_chunk():
             self._broadcast(message)
@@ -126,7 +126,7 @@ class ChunkClock:
         """Sit out the pending stall; the schedule moves on by its length."""
         loop = asyncio.get_running_loop()
         seconds, self._stall_for = self._stall_for, 0.0
-        log.info("session %s: generation stalls for %g s", self._session_id, seconds)
+        self._log.info("generation stalls for %g s", seconds)
         await asyncio.sleep(seconds)
         return max(next_t, loop.time() - seconds) + seconds
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
+from mock_server.logging_setup import SessionLogger
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.media.feed import FrameFeed
 from mock_server.session.record import SessionRecord
@@ -30,6 +31,7 @@ class Connection:
         self,
         connection_id: int,
         *,
+        session_id: str | None = None,
         legacy: bool,
         codec: Codec,
         feed: FrameFeed,
@@ -39,9 +41,12 @@ class Connection:
         on_change: Callable[[Connection], None],
     ) -> None:
         self.id = connection_id
+        self.session_id = session_id
+        self.log = SessionLogger(log, session=session_id, connection=connection_id)
         self.legacy = legacy  # the flat sdp_params route's default connection (JS 2.9.0)
         self.codec = codec
         self.codec_latched = False
+        self.counted_as: str | None = None  # the encoding it counts under in the connections gauge, if live
         self._feed = feed
         self._chunk_cache = chunk_cache
         self._record = record
@@ -95,7 +100,12 @@ class Connection:
         if self.video is not None:  # keep the totals of earlier peers (reconnects)
             self._frames_before[0] += self.video.frames_sent
             self._frames_before[1] += self.video.frames_skipped
-        self.peer = PeerTransport(on_channel=self._channel_opened, on_state=self._peer_state)
+        self.peer = PeerTransport(
+            on_channel=self._channel_opened,
+            on_state=self._peer_state,
+            session=self.session_id,
+            connection=self.id,
+        )
         if self._chunk_cache is not None:
             self.video = EncodedVideoTrack(self._feed, self._chunk_cache, paused=self.video_paused)
         else:
@@ -106,7 +116,7 @@ class Connection:
         return self.peer
 
     def _peer_state(self, state: str) -> None:
-        log.info("connection %s: peer %s", self.id, state)
+        self.log.info("connection %s: peer %s", self.id, state)
         self._record.add("event", f"peer {state}", connection_id=self.id)
         if state == "connected":
             self.last_inbound = time.monotonic()
@@ -115,7 +125,7 @@ class Connection:
     def _channel_opened(self, channel: RTCDataChannel) -> None:
         label = CONTROL if channel.label == CONTROL else DATA
         self.channels[label] = channel
-        log.info("connection %s: data channel %r open", self.id, channel.label)
+        self.log.info("connection %s: data channel %r open", self.id, channel.label)
 
         @channel.on("message")
         def _message(raw: str | bytes) -> None:
@@ -139,11 +149,12 @@ class Connection:
             if not self.codec_latched:
                 self.codec = codec_for_first_frame(raw)
                 self.codec_latched = True
-                log.info("connection %s speaks %s", self.id, self.codec.name)
+                self.log.info("connection %s speaks %s", self.id, self.codec.name)
+                self._on_change(self)  # now it has an encoding (the connections gauge counts it)
             try:
                 await self._on_inbound(self, label, raw)
             except Exception:  # a bug while handling one frame must not stop the connection
-                log.exception("connection %s: failed to handle an inbound frame", self.id)
+                self.log.exception("connection %s: failed to handle an inbound frame", self.id)
 
     # ------------------------------------------------------------------ output
 
@@ -170,7 +181,7 @@ class Connection:
 
     def _send_failed(self, out: Outbound, label: str, exc: Exception) -> None:
         kind = type(out).__name__
-        log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
+        self.log.warning("connection %s: could not send %s on %r: %s", self.id, kind, label, exc)
         self._record.add(
             "event",
             "send failed",

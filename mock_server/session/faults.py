@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mock_server.faults import Fault, FaultRegistry
+from mock_server.logging_setup import SessionLogger
 from mock_server.session.record import SessionRecord
 from mock_server.wire import common as w
 
@@ -51,8 +52,11 @@ class SessionFaults:
         registry: FaultRegistry | None,
         record: SessionRecord,
         created_at: float,
+        on_fired: Callable[[str], None] = lambda kind: None,
     ) -> None:
         self._session_id = session_id
+        self._log = SessionLogger(log, session=session_id)
+        self._on_fired = on_fired  # the faults metric, by kind
         self._registry = registry
         self._record = record
         self._created_at = created_at
@@ -76,9 +80,8 @@ class SessionFaults:
             chunk = firing.chunk
         self.fired.append({**body, "chunk": chunk})
         self._record.add("fault", fault.kind, chunk=chunk, body=body)
-        log.warning(
-            "session %s: fault %s (%s) fired at chunk %s", self._session_id, fault.id, fault.kind, chunk
-        )
+        self._on_fired(fault.kind)
+        self._log.warning("fault %s (%s) fired at chunk %s", fault.id, fault.kind, chunk)
 
     # ------------------------------------------------------------------ HTTP hooks
 

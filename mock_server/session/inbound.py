@@ -13,8 +13,10 @@ from dataclasses import asdict
 from typing import Any
 
 from mock_server.config import Settings
+from mock_server.logging_setup import SessionLogger
+from mock_server.metrics import Metrics
 from mock_server.model.commands import CommandRejected, validate_command
-from mock_server.model.helios import Helios, Message
+from mock_server.model.helios import Helios, Message, Outcome
 from mock_server.model.messages import CommandError
 from mock_server.model.model_schema import capabilities_commands
 from mock_server.session import clip_links
@@ -49,8 +51,11 @@ class InboundHandler:
         recording: Recording,
         settings: Settings,
         faults: SessionFaults | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._session_id = session_id
+        self._log = SessionLogger(log, session=session_id)
+        self._metrics = metrics if metrics is not None else Metrics()
         self._helios = helios
         self._schema = schema
         self._record = record
@@ -88,7 +93,8 @@ class InboundHandler:
         match msg:
             case w.CommandIn():
                 async with self._command_lock:
-                    await self._command(conn, msg)
+                    outcome = await self._command(conn, msg)
+                self._metrics.command(msg.type, outcome)
             case w.Ping() | w.ClientStats():
                 pass
             case w.RequestSchema(request_id=rid):
@@ -106,7 +112,7 @@ class InboundHandler:
                 why = "request_step: Helios is a streamed model; stepped generation is not offered"
                 self._reject(conn, "invalid_command", why, "request_step", raw, reply_to=rid)
             case w.Ignored(what=what):
-                log.info("session %s connection %s: ignored %s", self._session_id, conn.id, what)
+                self._log.info("connection %s: ignored %s", conn.id, what, extra={"connection": conn.id})
 
     def _clip(self, conn: Connection, msg: w.RequestClip | w.RequestRecording) -> None:
         """Cut the window from the recording and answer clipReady (with its playlist URL) or clipFailed."""
@@ -117,8 +123,8 @@ class InboundHandler:
         try:
             window = self._recording.cut(kind, duration, ttl)
         except ClipRefused as refused:
-            log.info(
-                "session %s connection %s: %s refused: %s", self._session_id, conn.id, kind, refused.reason
+            self._log.info(
+                "connection %s: %s refused: %s", conn.id, kind, refused.reason, extra={"connection": conn.id}
             )
             self._outbox.send_out(conn, w.ClipFailedOut(refused.reason, reply_to=msg.request_id))
             return
@@ -133,15 +139,15 @@ class InboundHandler:
             playlist_url=clip_links.playlist_url(base, window, ttl),
             reply_to=msg.request_id,
         )
-        log.info(
-            "session %s connection %s: %s of chunks %d-%d (media %.3f-%.3f s)",
-            self._session_id,
+        self._log.info(
+            "connection %s: %s of chunks %d-%d (media %.3f-%.3f s)",
             conn.id,
             kind,
             window.first_seq,
             window.last_seq,
             window.start_marker,
             window.end_marker,
+            extra={"connection": conn.id},
         )
         self._outbox.send_out(conn, ready)
 
@@ -159,44 +165,41 @@ class InboundHandler:
             )
             return
         if verb.name != "main_video":
-            log.warning(
-                "session %s connection %s: %s_track names unknown track %r (Helios has main_video)",
-                self._session_id,
+            self._log.warning(
+                "connection %s: %s_track names unknown track %r (Helios has main_video)",
                 conn.id,
                 verb.verb,
                 verb.name,
+                extra={"connection": conn.id},
             )
             return
         if verb.verb in ("pause", "resume"):
             conn.set_video_paused(verb.verb == "pause")
-            log.info("session %s connection %s: main_video %sd", self._session_id, conn.id, verb.verb)
+            self._log.info("connection %s: main_video %sd", conn.id, verb.verb, extra={"connection": conn.id})
 
-    async def _command(self, conn: Connection, cmd: w.CommandIn) -> None:
+    async def _command(self, conn: Connection, cmd: w.CommandIn) -> str:
+        """Run one model command; its outcome for the metrics: accepted | refused (the model's
+        command_error) | rejected (a runtime error reply) | moderated (a moderation fault withheld it)."""
         params: dict[str, Any] = dict(cmd.data)
         for name, ref in cmd.uploads.items():
             params[name] = asdict(ref)
-        if self._faults is not None and not await self._command_fault(conn, cmd, params):
-            return
+        if self._faults is not None:
+            withheld = await self._command_fault(conn, cmd, params)
+            if withheld is not None:
+                return withheld
         try:
             validated = validate_command(cmd.type, params)
             uploads = await self._uploads.resolve(cmd.type, validated)
             outcome = self._helios.handle(cmd.type, validated, uploads)
         except CommandRejected as err:
             self._reject(conn, err.code, err.message, cmd.type, repr(cmd), reply_to=cmd.request_id)
-            return
+            return "rejected"
         except Exception as exc:
-            log.exception("session %s: %s crashed", self._session_id, cmd.type)
+            self._log.exception("%s crashed", cmd.type, extra={"connection": conn.id})
             why = f"{cmd.type}: the mock failed to handle it ({exc})"
             self._reject(conn, "internal_error", why, cmd.type, repr(cmd), reply_to=cmd.request_id)
-            return
-        log.info(
-            "session %s connection %s: %s %s (chunk %d)",
-            self._session_id,
-            conn.id,
-            cmd.type,
-            "accepted" if outcome.accepted else "refused",
-            self._helios.current_chunk,
-        )
+            return "rejected"
+        self._log_outcome(conn, cmd.type, outcome)
         for message in outcome.broadcasts:
             self._outbox.broadcast(message)
         if outcome.answer is not None:
@@ -206,25 +209,41 @@ class InboundHandler:
         if outcome.state is not None:
             self._outbox.broadcast(outcome.state)
         self._on_command_done()
+        return "accepted" if outcome.accepted else "refused"
 
-    async def _command_fault(self, conn: Connection, cmd: w.CommandIn, params: dict[str, Any]) -> bool:
-        """Ask the fault registry about this command; perform a fired fault. True = run the command."""
+    def _log_outcome(self, conn: Connection, command: str, outcome: Outcome) -> None:
+        """``set_prompt accepted at chunk 0, takes effect at chunk 2`` (the chunk from prompt_accepted)."""
+        current = self._helios.current_chunk
+        told = (*outcome.broadcasts, *([outcome.answer] if outcome.answer is not None else []))
+        effective = next((m.data.get("chunk") for m in told if m.type == "prompt_accepted"), None)
+        when = f"at chunk {current}"
+        if effective is not None:
+            when += f", takes effect at chunk {effective}"
+        verdict = "accepted" if outcome.accepted else "refused"
+        self._log.info(
+            "connection %s: %s %s %s", conn.id, command, verdict, when, extra={"connection": conn.id}
+        )
+
+    async def _command_fault(self, conn: Connection, cmd: w.CommandIn, params: dict[str, Any]) -> str | None:
+        """Ask the fault registry about this command and perform a fired fault: None = run the command,
+        else the outcome of withholding it (refused, rejected, moderated)."""
         assert self._faults is not None
         fault = self._faults.on_command(cmd.type, params, self._helios.current_chunk)
         if fault is None:
-            return True
+            return None
         if fault.kind == "command_error":  # as a model refusal: broadcast, then the v1 ack; no state
             refusal = CommandError(command=cmd.type, reason=fault.params.reason)
             self._outbox.broadcast(Message(refusal.TYPE, refusal.model_dump()))
             if cmd.request_id:
                 self._outbox.send_out(conn, w.AckOut(cmd.request_id))
-            return False
+            return "refused"
         if fault.kind == "internal_error":  # as a crashing handler: v1 Error reply, v0 nothing
             why = f"{cmd.type}: {fault.params.message}"
             self._reject(conn, "internal_error", why, cmd.type, repr(cmd), reply_to=cmd.request_id)
-            return False
+            return "rejected"
         await self._faults.apply(fault, command=cmd.type)  # moderation
-        return bool(fault.params.action == "warn") and not self._is_closed()
+        runs = fault.params.action == "warn" and not self._is_closed()
+        return None if runs else "moderated"
 
     def _reject(
         self,
@@ -239,9 +258,10 @@ class InboundHandler:
     ) -> None:
         """Runtime-level rejection: logged in plain words, recorded, and answered as the wire allows."""
         raw_text = raw if isinstance(raw, str) else raw.hex(" ")
-        log.warning(
-            "session %s connection %s rejected a frame [%s]: %s", self._session_id, conn.id, code, message
+        self._log.warning(
+            "connection %s rejected a frame [%s]: %s", conn.id, code, message, extra={"connection": conn.id}
         )
         self._record.reject(conn.id, code, message, command, raw_text)
+        self._metrics.rejection(code)
         if reply_to or channel == w.DATA:
             self._outbox.send_out(conn, w.ErrorOut(code, message, reply_to=reply_to, channel=channel))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mock_server.constants import CHUNK_FRAMES
+from mock_server.logging_setup import SessionLogger
 from mock_server.model.plan import ChunkPlan
 
 log = logging.getLogger("helios_mock.session")
@@ -162,6 +163,8 @@ class Recording:
 
     def release(self) -> None:
         if not self.released:
-            log.info("session %s: recording released (%d chunks)", self.session_id, len(self._chunks))
+            SessionLogger(log, session=self.session_id).info(
+                "recording released (%d chunks)", len(self._chunks)
+            )
         self.released = True
         self._chunks.clear()

@@ -17,8 +17,10 @@ from typing import Any
 
 from mock_server.config import Settings
 from mock_server.faults import FaultRegistry
+from mock_server.logging_setup import SessionLogger
 from mock_server.media.encoded_chunks import EncodedChunkCache
 from mock_server.media.feed import FrameFeed
+from mock_server.metrics import Metrics
 from mock_server.model.helios import Helios
 from mock_server.session.clock import ChunkClock
 from mock_server.session.connection import Connection
@@ -31,7 +33,8 @@ from mock_server.session.signalling import Signalling
 from mock_server.session.tasks import TaskSupervisor
 from mock_server.session.uploads import Upload, UploadStore
 from mock_server.session.watchdog import Watchdog, expiry_reason
-from mock_server.transport.video_track import PacketLoss
+from mock_server.transport.peer import PeerTransport
+from mock_server.transport.video_track import PacketLoss, count_sent_frames
 from mock_server.wire import common as w
 from mock_server.wire import provisional_codec
 
@@ -57,8 +60,11 @@ class Session:
         chunk_cache: EncodedChunkCache | None = None,
         on_closed: Callable[[Session], None] | None = None,
         fault_registry: FaultRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
+        self.metrics = metrics if metrics is not None else Metrics()  # the registry's, or a private one
+        self.log = SessionLogger(log, session=session_id)
         self.mode = mode  # "local" | "production"
         self.settings = settings
         self.account = account
@@ -77,22 +83,16 @@ class Session:
         self.close_reason: str | None = None
         self._on_closed = on_closed
         self._closing: asyncio.Task[None] | None = None
-        self.faults = SessionFaults(session_id, fault_registry, self.record, self.created_at)
+        self.faults = SessionFaults(
+            session_id, fault_registry, self.record, self.created_at, on_fired=self.metrics.fault
+        )
         self.packet_loss = PacketLoss()
         self.tasks = TaskSupervisor(session_id, self.record, self._task_failed)
         self.uploads = UploadStore(session_id, settings, self.record, on_put=self.faults.on_upload_put)
         self.signalling = self._make_signalling()
         self.connections: dict[int, Connection] = self.signalling.connections
         self.outbox = Outbox(self.record, self.connections, lambda: self.helios.current_chunk)
-        self.clock = ChunkClock(
-            session_id,
-            settings,
-            self.helios,
-            self.feed,
-            has_live_client=lambda: bool(self.live_connections),
-            broadcast=self.outbox.broadcast,
-            on_chunk_begin=self.faults.on_chunk_begin,
-        )
+        self.clock = self._make_clock()
         self.recording = Recording(
             session_id,
             enabled=settings.recording,
@@ -101,9 +101,26 @@ class Session:
             in_progress=self._frames_in_progress,
         )
         self.clock.on_chunk_done = self.recording.add_chunk
-        self.watchdog = Watchdog(
-            session_id,
-            settings,
+        self.watchdog = self._make_watchdog()
+        self.inbound = self._make_inbound(schema)
+        self.faults.actions = self._fault_actions()
+
+    def _make_clock(self) -> ChunkClock:
+        return ChunkClock(
+            self.id,
+            self.settings,
+            self.helios,
+            self.feed,
+            has_live_client=lambda: bool(self.live_connections),
+            broadcast=self.outbox.broadcast,
+            on_chunk_begin=self.faults.on_chunk_begin,
+            on_chunk_generated=self.metrics.chunk_generated,
+        )
+
+    def _make_watchdog(self) -> Watchdog:
+        return Watchdog(
+            self.id,
+            self.settings,
             self.created_at,
             self.connections,
             drop=self.drop_connection,
@@ -111,8 +128,10 @@ class Session:
             max_duration=self.max_duration,
             on_tick=lambda: self.faults.on_tick(self.helios.current_chunk),
         )
-        self.inbound = InboundHandler(
-            session_id,
+
+    def _make_inbound(self, schema: dict[str, Any]) -> InboundHandler:
+        return InboundHandler(
+            self.id,
             helios=self.helios,
             schema=schema,
             record=self.record,
@@ -122,16 +141,16 @@ class Session:
             on_command_done=self.clock.wake,
             faults=self.faults,
             recording=self.recording,
-            settings=settings,
+            settings=self.settings,
+            metrics=self.metrics,
         )
-        self.faults.actions = self._fault_actions()
 
     # ------------------------------------------------------------------ state
 
     def start(self) -> None:
         self.tasks.spawn("chunk clock", self.clock.run())
         self.tasks.spawn("watchdog", self.watchdog.run())
-        log.info("session %s started (%s mode)", self.id, self.mode)
+        self.log.info("session started (%s mode)", self.mode)
 
     def _frames_in_progress(self) -> int:
         """Frames of the chunk being generated that are already out (0 between chunks)."""
@@ -162,6 +181,7 @@ class Session:
     def _new_connection(self, connection_id: int, legacy: bool) -> Connection:
         return Connection(
             connection_id,
+            session_id=self.id,
             legacy=legacy,
             codec=provisional_codec(flat_route=legacy, sdk_type=None, offer_sdp=""),
             feed=self.feed,
@@ -172,6 +192,7 @@ class Session:
         )
 
     def _connection_changed(self, conn: Connection) -> None:
+        self._count_connection(conn)
         if conn.ready:
             conn.ever_ready = True
             self.watchdog.connection_live()
@@ -183,8 +204,18 @@ class Session:
             self.watchdog.connection_lost()
         self.clock.wake()
 
+    def _count_connection(self, conn: Connection) -> None:
+        """The connections gauge: a connection counts (under its codec) from the moment it is ready with a
+        latched codec until it stops being ready; a reconnect counts again."""
+        if conn.ready and conn.codec_latched and conn.counted_as is None:
+            conn.counted_as = conn.codec.name
+            self.metrics.connection_opened(conn.counted_as)
+        elif not conn.ready and conn.counted_as is not None:
+            self.metrics.connection_closed(conn.counted_as)
+            conn.counted_as = None
+
     async def drop_connection(self, conn: Connection, why: str) -> None:
-        log.info("session %s: closing connection %s (%s)", self.id, conn.id, why)
+        self.log.info("closing connection %s (%s)", conn.id, why, extra={"connection": conn.id})
         self.record.add("event", "connection closed", connection_id=conn.id, body={"reason": why})
         if conn.peer is not None:
             await conn.peer.close()
@@ -200,8 +231,12 @@ class Session:
             max_connections=self.settings.max_connections_per_session,
             max_candidates=self.settings.max_candidates_per_connection,
             on_offer=self.faults.on_offer,
-            on_answered=lambda peer: self.packet_loss.install(peer.pc),
+            on_answered=self._answered,
         )
+
+    def _answered(self, peer: PeerTransport) -> None:
+        self.packet_loss.install(peer.pc)
+        count_sent_frames(peer.pc, self.metrics.frame_sent)
 
     # ------------------------------------------------------------------ fault effects
 
@@ -249,7 +284,7 @@ class Session:
             await asyncio.shield(self._closing)
 
     async def _end(self, reason: str) -> None:
-        log.info("session %s ends: %s", self.id, reason)
+        self.log.info("session ends: %s", reason)
         self.record.add("event", "session_ended", body={"reason": reason})
         connections = list(self.connections.values())
         try:
@@ -263,6 +298,8 @@ class Session:
             await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
             self.tasks.cancel_all()
         finally:
+            for conn in connections:
+                self._count_connection(conn)  # closed now, whether or not its peer reported it
             self.uploads.clear()
             self.recording.session_closed()
             if self._on_closed is not None:

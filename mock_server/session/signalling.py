@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mock_server.errors import Conflict, Invalid, NotFound, TooLarge
+from mock_server.logging_setup import SessionLogger
 from mock_server.session.connection import Connection
 from mock_server.session.faults import OfferEffect
 from mock_server.session.record import SessionRecord
@@ -58,6 +59,7 @@ class Signalling:
         on_answered: AnsweredHook | None = None,
     ) -> None:
         self._session_id = session_id
+        self._log = SessionLogger(log, session=session_id)
         self._max_connections = max_connections  # registered connections (each may hold a peer)
         self._max_candidates = max_candidates  # trickled candidates per connection
         self._on_offer = on_offer
@@ -84,11 +86,11 @@ class Signalling:
             self._next_id = connection_id + 1
         conn = self._make_connection(connection_id, legacy)
         self.connections[connection_id] = conn
-        log.info(
-            "session %s: connection %s registered%s",
-            self._session_id,
+        self._log.info(
+            "connection %s registered%s",
             connection_id,
             " (legacy)" if legacy else "",
+            extra={"connection": connection_id},
         )
         return conn
 
@@ -154,12 +156,14 @@ class Signalling:
             )
         except (OfferError, TimeoutError) as exc:
             conn.answer_error = str(exc) or "answering the offer timed out"
-            log.warning("session %s connection %s: %s", self._session_id, conn.id, conn.answer_error)
+            self._log.warning("connection %s: %s", conn.id, conn.answer_error, extra={"connection": conn.id})
             raise OfferError(conn.answer_error) from exc
         self._record.add("event", "answered offer", connection_id=conn.id, body={"codec": conn.codec.name})
         conn.answer_ready_at = time.monotonic() + effect.hold
         if effect.unreachable:  # ice_failure: the answer's candidates lead to a closed socket
-            log.info("session %s connection %s: ICE made unreachable (fault)", self._session_id, conn.id)
+            self._log.info(
+                "connection %s: ICE made unreachable (fault)", conn.id, extra={"connection": conn.id}
+            )
             self._spawn(f"making connection {conn.id}'s ICE unreachable", peer.close())
         elif self._on_answered is not None:
             self._on_answered(peer)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from mock_server.logging_setup import SessionLogger
 from mock_server.session.record import SessionRecord
 
 log = logging.getLogger("helios_mock.session")
@@ -49,7 +50,7 @@ class TaskSupervisor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("session %s: %s died", self._owner, what)
+            SessionLogger(log, session=self._owner).exception("%s died", what)
             self._record.add(
                 "event", "task failed", body={"task": what, "error": f"{type(exc).__name__}: {exc}"}
             )

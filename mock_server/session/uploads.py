@@ -13,6 +13,7 @@ from typing import Any
 
 from mock_server.config import Settings
 from mock_server.errors import Conflict, Forbidden, Invalid, TooLarge
+from mock_server.logging_setup import SessionLogger
 from mock_server.model.commands import UPLOAD_PARAMS, CommandRejected
 from mock_server.model.images import UploadedFile
 from mock_server.session.record import SessionRecord
@@ -45,6 +46,7 @@ class UploadStore:
         on_put: Callable[[], None] | None = None,
     ) -> None:
         self._session_id = session_id
+        self._log = SessionLogger(log, session=session_id)
         self._on_put = on_put  # fault hook: may raise the HTTP error an upload_failure fault asks for
         self._settings = settings
         self._record = record
@@ -105,18 +107,14 @@ class UploadStore:
             raise Invalid(f"upload {presigned_id!r} declared {upload.size} bytes but {len(data)} arrived")
         upload.data = bytes(data)
         upload.arrived.set()
-        log.info("session %s: upload %s filled (%d bytes)", self._session_id, presigned_id, len(data))
+        self._log.info("upload %s filled (%d bytes)", presigned_id, len(data))
         return upload
 
     def announce(self, presigned_id: str) -> None:
         """A client's fileUploaded notice; one naming no slot of this session is logged and ignored."""
         upload = self._slots.get(presigned_id)
         if upload is None:
-            log.warning(
-                "session %s: fileUploaded names %r, which no upload slot of this session has",
-                self._session_id,
-                presigned_id,
-            )
+            self._log.warning("fileUploaded names %r, which no upload slot of this session has", presigned_id)
             return
         upload.announced = True
 

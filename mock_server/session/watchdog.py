@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from mock_server.config import Settings
+from mock_server.logging_setup import SessionLogger
 from mock_server.session.connection import Connection
 
 log = logging.getLogger("helios_mock.session")
@@ -55,10 +56,8 @@ class Watchdog:
         if not any(c.ever_ready for c in connections):
             return
         self._orphaned_since = time.monotonic()
-        log.info(
-            "session %s has no live connection; kept %.0f s for a reconnect",
-            self._session_id,
-            self._settings.reconnect_grace,
+        SessionLogger(log, session=self._session_id).info(
+            "no live connection; session kept %.0f s for a reconnect", self._settings.reconnect_grace
         )
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import candidate_from_sdp
 
+from mock_server.logging_setup import SessionLogger
 from mock_server.transport.video_track import EncodedVideoTrack, RawVideoTrack, watch_keyframe_requests
 
 log = logging.getLogger("helios_mock.transport")
@@ -59,7 +60,11 @@ class PeerTransport:
         *,
         on_channel: Callable[[RTCDataChannel], None],
         on_state: Callable[[str], None],
+        session: str | None = None,
+        connection: int | None = None,
     ) -> None:
+        """`session`, `connection`: the ids this peer's log lines carry."""
+        self.log = SessionLogger(log, session=session, connection=connection)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.remote_ufrag: str | None = None
         self.answered = False
@@ -134,7 +139,9 @@ class PeerTransport:
         try:
             candidate = candidate_from_sdp(line)
         except Exception as exc:
-            log.warning("ignoring a trickled ICE candidate that does not parse (%s): %r", exc, item.candidate)
+            self.log.warning(
+                "ignoring a trickled ICE candidate that does not parse (%s): %r", exc, item.candidate
+            )
             return
         candidate.sdpMid = item.sdp_mid
         candidate.sdpMLineIndex = item.sdp_mline_index
@@ -153,7 +160,9 @@ class PeerTransport:
         deadline = loop.time() + timeout
         while not self._sent(channels):
             if loop.time() >= deadline:
-                log.info("peer close: %.1f s passed before the data channels had sent everything", timeout)
+                self.log.info(
+                    "peer close: %.1f s passed before the data channels had sent everything", timeout
+                )
                 return False
             await asyncio.sleep(FLUSH_POLL)
         return True
@@ -168,4 +177,4 @@ class PeerTransport:
         try:
             await asyncio.wait_for(self.pc.close(), timeout=5)
         except (TimeoutError, Exception) as exc:  # closing must never take the session down
-            log.debug("peer close: %r", exc)
+            self.log.debug("peer close: %r", exc)

@@ -19,6 +19,7 @@ import fractions
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpSender
@@ -237,3 +238,24 @@ def watch_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> N
             track.request_keyframe()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def count_sent_frames(pc: RTCPeerConnection, on_sent: Callable[[int], None]) -> None:
+    """Report every video frame `pc` sends, with its encoded size in bytes (the frames/bytes metrics).
+
+    Wraps each video sender's `_next_encoded_frame`, the step where aiortc has the frame's RTP payloads in
+    hand (pre-encoded packets, or raw frames it has just encoded), so both track kinds are measured alike.
+    """
+    for sender in pc.getSenders():
+        if sender.kind != "video" or getattr(sender, "_sent_counted", False):
+            continue
+        next_frame = sender._next_encoded_frame
+
+        async def counted(codec: Any, _next: Callable[[Any], Awaitable[Any]] = next_frame) -> Any:
+            frame = await _next(codec)
+            if frame is not None:
+                on_sent(sum(len(payload) for payload in frame.payloads))
+            return frame
+
+        setattr(sender, "_next_encoded_frame", counted)  # noqa: B010 - an instance wrapper of aiortc's method
+        setattr(sender, "_sent_counted", True)  # noqa: B010

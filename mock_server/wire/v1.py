@@ -246,6 +246,11 @@ def _kind(reply_to: str) -> pb.MessageKind:
     return RESPONSE if reply_to else NOTIFICATION
 
 
+def _control_reply(reply_to: str, **payload: Any) -> tuple[str, bytes]:
+    """A control-channel server envelope answering `reply_to` (a notification when it is empty)."""
+    return _frame(CONTROL, pb.ControlServerMessage(request_id=reply_to, kind=_kind(reply_to), **payload))
+
+
 def _frame(channel: str, message: pb.DataServerMessage | pb.ControlServerMessage) -> tuple[str, bytes]:
     return channel, message.SerializeToString(deterministic=True)
 
@@ -289,28 +294,11 @@ class V1Codec:
                 )
             case ModelSchemaOut():
                 schema = pb.ModelSchema(openapi=dict_to_struct(out.openapi))
-                return _frame(
-                    CONTROL,
-                    pb.ControlServerMessage(
-                        request_id=out.reply_to, kind=_kind(out.reply_to), model_schema=schema
-                    ),
-                )
+                return _control_reply(out.reply_to, model_schema=schema)
             case ClipReadyOut():
-                ready = pb.ClipReady(**clip_ready_body(out))
-                return _frame(
-                    CONTROL,
-                    pb.ControlServerMessage(
-                        request_id=out.reply_to, kind=_kind(out.reply_to), clip_ready=ready
-                    ),
-                )
+                return _control_reply(out.reply_to, clip_ready=pb.ClipReady(**clip_ready_body(out)))
             case ClipFailedOut():
-                failed = pb.ClipFailed(reason=out.reason)
-                return _frame(
-                    CONTROL,
-                    pb.ControlServerMessage(
-                        request_id=out.reply_to, kind=_kind(out.reply_to), clip_failed=failed
-                    ),
-                )
+                return _control_reply(out.reply_to, clip_failed=pb.ClipFailed(reason=out.reason))
             case SessionEndedOut():
                 ended = pb.SessionEnded(reason=out.reason)
                 return _frame(CONTROL, pb.ControlServerMessage(kind=NOTIFICATION, session_ended=ended))
@@ -324,13 +312,7 @@ class V1Codec:
                 )
                 return _frame(CONTROL, pb.ControlServerMessage(kind=NOTIFICATION, moderation=notice))
             case TrackResponseOut():
-                granted = pb.PublishTrackResponse(name=out.name)
-                return _frame(
-                    CONTROL,
-                    pb.ControlServerMessage(
-                        request_id=out.reply_to, kind=_kind(out.reply_to), publish_track=granted
-                    ),
-                )
+                return _control_reply(out.reply_to, publish_track=pb.PublishTrackResponse(name=out.name))
             case ModelCapabilitiesOut():
                 return None
         raise TypeError(f"V1Codec cannot encode {type(out).__name__}")

@@ -3,8 +3,11 @@ timeline, `/playground` with the bundled JS SDK), all inside a private network n
 (tests/inspector/run_inspector.cjs; Chromium's WebRTC needs the namespace's non-loopback address).
 
 Scenario: a production session is created over HTTP; the playground connects a local session and, with its
-own buttons, sends set_prompt A, start and schedule_prompt B at chunk 3; then `/` and the local session's
-timeline are read. Screenshots of the three pages are kept under artifacts/inspector/.
+own buttons, sends set_prompt A, start and schedule_prompt B at chunk 3, injects a `stall` fault (Faults
+panel) and cuts a clip (Clip panel: the SDK's runtime `requestClip`) that the bundled hls.js plays to its end;
+then `/` and the local session's timeline are read, where a `slow_chunks` fault is injected at a later chunk
+and a clip is cut through `POST /admin/sessions/{key}/clips` and played. Screenshots of the three pages are
+kept under artifacts/inspector/.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ PROMPT_A = "A red fox trotting through snow"
 PROMPT_B = "A lighthouse on a cliff at dawn"
 SWITCH = 3
 SCREENSHOTS = ("inspector-playground.png", "inspector-sessions.png", "inspector-timeline.png")
+CLIP_FRAMES = ("clip-playground.png", "clip-timeline.png")
 
 
 @dataclass
@@ -74,7 +78,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> InspectorRun:
         "{api_url}",
     ]
     client += ["--prompt-a", PROMPT_A, "--prompt-b", PROMPT_B, "--switch-chunk", str(SWITCH)]
-    argv = [sys.executable, str(NS_SCENARIO), "--out-dir", str(out_dir), "--client-timeout", "110"]
+    argv = [sys.executable, str(NS_SCENARIO), "--out-dir", str(out_dir), "--client-timeout", "160"]
     argv += [f"--server-arg={a}" for a in ("--mode=both", "--speed=1", "--resolution=320x192")]
     argv += ["--", *client]
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
@@ -84,7 +88,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> InspectorRun:
         argv,
         cwd=REPO,
         env=env,
-        timeout=180,
+        timeout=240,
         stdout_path=out_dir / "ns.stdout",
         stderr_path=out_dir / "ns.stderr",
     )
@@ -93,7 +97,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> InspectorRun:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"error": "no results.json"}
     record = json.loads(record_path.read_text()) if record_path.exists() else {"error": "no record.json"}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name in (*SCREENSHOTS, "thumbnail.png", "results.json"):
+    for name in (*SCREENSHOTS, *CLIP_FRAMES, "thumbnail.png", "results.json"):
         if (out_dir / name).exists():
             shutil.copy(out_dir / name, ARTIFACTS / name)
     return InspectorRun(proc.returncode, out_dir, results, record, wall)
@@ -151,6 +155,7 @@ def test_playground_video_shows_the_prompt(run: InspectorRun) -> None:
     pg = run.results["playground"]
     assert pg["status"] == "ready" and not pg["errors"] and not pg["error_text"], pg
     assert [s["name"] for s in pg["sent"]] == ["set_prompt", "start", "schedule_prompt"], pg["sent"]
+    assert "clipReady" in [m["type"] for m in pg["runtime_messages"]], pg["runtime_messages"]
     accepted = [m["data"] for m in pg["messages"] if m["type"] == "prompt_accepted"]
     assert accepted == [{"prompt": PROMPT_A, "chunk": 0}, {"prompt": PROMPT_B, "chunk": SWITCH}], accepted
     decoded = [decode_markers(_rgb(run.out_dir / "frames" / f["file"])) for f in run.results["frames"]]
@@ -175,3 +180,41 @@ def test_no_request_leaves_the_mock(run: InspectorRun) -> None:
     paths = {urlsplit(r["url"]).path for r in run.results["requests"] if r["url"].startswith(origin)}
     for want in ("/", "/playground", "/inspector/static/playground.bundle.js", "/admin/inspector/overview"):
         assert want in paths, (want, sorted(paths))
+
+
+def test_faults_injected_from_the_pages_fire_and_show_on_the_timeline(run: InspectorRun) -> None:
+    pg, timeline = run.results["playground"], run.results["timeline"]
+    (stall,) = [f for f in pg["faults"] if f["kind"] == "stall"]
+    assert (stall["session_id"], stall["params"], stall["fired_count"]) == ("local", {"seconds": 1.0}, 1)
+    assert stall["at_chunk"] is None and stall["after_seconds"] is None  # trigger "now"
+    assert pg["fault_result"].startswith(f"armed {stall['id']} (stall, now)"), pg["fault_result"]
+    (slow,) = [f for f in timeline["faults"] if f["kind"] == "slow_chunks"]
+    at = timeline["slow_chunks_at"]
+    assert (slow["at_chunk"], slow["params"], slow["fired_count"]) == (at, {"count": 1, "factor": 1.5}, 1)
+    assert slow["firings"][0]["chunk"] == at, slow
+    lane = timeline["fault_lane"]
+    assert any("stall" in c["text"] for c in lane), lane
+    assert [c["chunk"] for c in lane if "slow_chunks" in c["text"]] == [str(at)], lane
+    (local,) = [s for s in run.record["sessions"] if s["mode"] == "local"]
+    fired = [(e["kind"], e["chunk"]) for e in local["entries"] if e["direction"] == "fault"]
+    assert [k for k, _ in fired] == ["stall", "slow_chunks"] and fired[1][1] == at, fired
+
+
+@pytest.mark.parametrize("where", ["playground", "timeline"])
+def test_a_clip_cut_from_the_page_plays_to_its_end(run: InspectorRun, where: str) -> None:
+    clip = run.results[where]["clip"]
+    assert clip["status"] == "ended" and not clip["errors"], clip
+    assert clip["playlist_status"] == 200 and clip["link"] == clip["reply"]["playlist_url"], clip
+    assert clip["button"] == f"Cut a clip (last {3 if where == 'playground' else 4} s)"
+    reply = clip["reply"]
+    chunk_s = 33 / 24
+    chunks = round((reply["end_marker"] - reply["start_marker"]) / chunk_s)
+    assert abs(clip["duration"] - chunks * chunk_s) < 0.1, (clip["duration"], reply)
+    markers = decode_markers(_rgb(run.out_dir / f"clip-{where}.png"))  # the last frame the <video> showed
+    assert markers is not None, f"the clip's last frame has no readable marker band ({where})"
+    assert markers.frame == 32 and markers.prompt_id == prompt_id(PROMPT_B), markers
+    # no reset in this session: a chunk's place in the recording is its index
+    assert markers.chunk == round(reply["end_marker"] / chunk_s) - 1, (markers, reply)
+    (local,) = [s for s in run.record["sessions"] if s["mode"] == "local"]
+    asked = [e for e in local["entries"] if e["direction"] == "in" and e["kind"] == "RequestClip"]
+    assert len(asked) == 1, "only the playground's clip goes over the data channel"

@@ -2,14 +2,19 @@
 // Drives the mock's own inspector pages in Debian's headless Chromium (playwright-core, executablePath):
 // 1. a production session is created over HTTP (it stays ACTIVE, no connection);
 // 2. /playground: connect (local), set_prompt A, start, schedule_prompt B at --switch-chunk, by the page's own
-//    buttons; wait until chunk switch+1 completes; grab frames from the <video>; screenshot;
+//    buttons; wait until chunk switch+1 completes; grab frames from the <video>; then, with the page's panels,
+//    inject a `stall` fault (trigger now) and cut a clip (the SDK's runtime requestClip) played to its end by
+//    the bundled hls.js (its last frame saved as clip-playground.png); screenshot;
 // 3. /: the sessions table (rows with their states); screenshot;
 // 4. the local session's timeline: the effect lane at the switch chunk, the thumbnail of that chunk (saved as
-//    PNG for the test to decode) and its markers; screenshot.
+//    PNG for the test to decode) and its markers; with its panels, a `slow_chunks` fault at a later chunk
+//    (waited for on the fault lane) and a clip (POST /admin/sessions/{key}/clips) played to its end
+//    (clip-timeline.png); the fault lane's entries; screenshot.
 // Every request the browser makes is logged (results.requests) to prove nothing leaves the mock's origin.
 //
 // Usage: node run_inspector.cjs --out-dir DIR --api-url URL --prompt-a TEXT --prompt-b TEXT --switch-chunk N
-// Output in DIR: results.json, frames/*.png, thumbnail.png, inspector-{playground,sessions,timeline}.png.
+// Output in DIR: results.json, frames/*.png, thumbnail.png, clip-{playground,timeline}.png,
+// inspector-{playground,sessions,timeline}.png.
 "use strict";
 
 const fs = require("fs");
@@ -25,7 +30,7 @@ const elapsed = () => Date.now() - T0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function parseArgs(argv) {
-  const args = { "deadline-ms": "100000" };
+  const args = { "deadline-ms": "150000" };
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith("--") || argv[i + 1] === undefined) throw new Error(`bad argument ${argv[i]}`);
     args[argv[i].slice(2)] = argv[i + 1];
@@ -84,6 +89,45 @@ async function grabFrames(page, count) {
   for (const f of results.frames) delete f.png;
 }
 
+function savePng(name, dataUrl) {
+  if (dataUrl) fs.writeFileSync(path.join(outDir, name), Buffer.from(dataUrl.split(",", 2)[1], "base64"));
+}
+
+// Fill the Faults panel (`panel`: the page's expression for the panel object) and press Inject.
+async function injectFault(page, panel, kind, params, trigger, value) {
+  await waitFor(page, () => document.getElementById("faults").dataset.ready === "1", null, 10000, "the fault kinds");
+  await page.selectOption("#fault-kind", kind);
+  for (const [name, v] of Object.entries(params)) await page.fill(`#fault-param-${name}`, String(v));
+  await page.check(`input[name=fault-trigger][value=${trigger}]`);
+  if (trigger !== "now") await page.fill(`#fault-${trigger}`, String(value));
+  await page.click("#fault-inject");
+  return { panel, kind };
+}
+
+// The page has listed a fault of this kind that fired (arg: {panel, kind}).
+const faultFired = (arg) => arg.panel.split(".").reduce((o, k) => o[k], window).armed.some((f) => f.kind === arg.kind && f.fired_count > 0);
+
+// Press "Cut a clip (last N s)" and wait until the clip <video> played to its end; keep its last frame.
+async function cutClip(page, panel, seconds, png) {
+  await page.fill("#clip-seconds", String(seconds));
+  await page.click("#clip-cut");
+  await waitFor(page, (p) => ["ended", "failed"].includes(p.split(".").reduce((o, k) => o[k], window).status), panel, 40000, "the clip to play to its end");
+  const clip = await page.evaluate((p) => {
+    const state = p.split(".").reduce((o, k) => o[k], window); // the page's CSP refuses eval
+    const grab = state.grab();
+    const video = document.getElementById("clip-video");
+    return { status: state.status, reply: state.reply, playlist_status: state.playlist_status, errors: state.errors,
+      duration: video.duration, status_text: document.getElementById("clip-status").textContent,
+      link: document.getElementById("clip-link").getAttribute("href"), button: document.getElementById("clip-cut").textContent,
+      grab: grab && { width: grab.width, height: grab.height, time: grab.time, png: grab.png } };
+  }, panel);
+  if (clip.grab) {
+    savePng(png, clip.grab.png);
+    delete clip.grab.png;
+  }
+  return clip;
+}
+
 async function playground(context) {
   const page = await context.newPage();
   watch(page, "playground");
@@ -103,14 +147,24 @@ async function playground(context) {
   await grabFrames(page, 6);
   await waitFor(page, done, switchChunk + 1, 30000, `chunk_complete of chunk ${switchChunk + 1}`);
   note("switch_done");
+  const stall = await injectFault(page, "playground.faults", "stall", { seconds: 1 }, "now");
+  await waitFor(page, faultFired, stall, 15000, "the stall to fire");
+  note("stall_fired");
+  const clip = await cutClip(page, "playground.clip", 3, "clip-playground.png");
+  note("playground_clip");
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(outDir, "inspector-playground.png"), fullPage: true });
   results.playground = await page.evaluate(() => ({
     sent: window.playground.sent,
     messages: window.playground.messages.filter((m) => m.type !== "state"),
+    runtime_messages: window.playground.runtimeMessages,
     errors: window.playground.errors,
     status: window.playground.status,
     error_text: document.getElementById("error").textContent,
+    faults: window.playground.faults.armed,
+    fault_result: document.getElementById("fault-result").textContent,
   }));
+  results.playground.clip = clip;
   return page;
 }
 
@@ -163,6 +217,20 @@ async function timelinePage(context) {
     return btoa(text);
   }, `/inspector/sessions/${encodeURIComponent(local.key)}/chunks/${switchChunk}/thumbnail.png`);
   fs.writeFileSync(path.join(outDir, "thumbnail.png"), Buffer.from(png, "base64"));
+  const at = (await page.evaluate(() => Number(document.querySelector(".chunk-head.current").dataset.chunk))) + 3; // margin: armed well before that chunk begins
+  const slow = await injectFault(page, "timelinePanels.faults", "slow_chunks", { count: 1, factor: 1.5 }, "at_chunk", at);
+  await waitFor(page, faultFired, slow, 20000, `slow_chunks to fire at chunk ${at}`);
+  await waitFor(page, (c) => [...document.querySelectorAll(`.lane-cell[data-lane="fault"][data-chunk="${c}"]`)]
+    .some((cell) => cell.innerText.includes("slow_chunks")), at, 10000, `slow_chunks on the fault lane at chunk ${at}`);
+  note("slow_chunks_shown");
+  const clip = await cutClip(page, "timelinePanels.clip", 4, "clip-timeline.png");
+  note("timeline_clip");
+  results.timeline.slow_chunks_at = at;
+  results.timeline.clip = clip;
+  results.timeline.faults = await page.evaluate(() => window.timelinePanels.faults.armed);
+  results.timeline.fault_lane = await page.evaluate(() =>
+    [...document.querySelectorAll('.lane-cell[data-lane="fault"]')].filter((c) => c.innerText.trim())
+      .map((c) => ({ chunk: c.dataset.chunk, text: c.innerText })));
   await page.setViewportSize({ width: 1500, height: 1100 });
   await page.evaluate(() => { const box = document.querySelector(".timeline"); box.scrollLeft = 0; });
   await sleep(300);

@@ -1,9 +1,11 @@
 """The inspector's HTTP side against a running mock (no browser): pages behind the admin guard, the overview
 of `/`, a session's timeline (where each prompt command took effect), chunk thumbnails and the live frame
-(whose markers must decode), the static assets and the vendored SDK bundle."""
+(whose markers must decode), the static assets and the vendored bundles; the Faults panel's data (the fault
+kinds, the bodies it sends, fired faults on the timeline) and the admin clip endpoint behind "Cut a clip"."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -21,9 +23,14 @@ from PIL import Image
 from conformance.server import HeliosServer
 from mock_server.cli import banner
 from mock_server.config import Settings
+from mock_server.faults import parse_fault
+from mock_server.faults.catalogue import COMMAND_KINDS, CREATION_KINDS, KINDS, TIMED_KINDS
 from mock_server.media.markers import decode_markers, prompt_id
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from clip_tools import decode_clip, fetch_clip  # noqa: E402
+
 STATIC = REPO / "mock_server" / "inspector" / "static"
 PROMPT_A = "A red fox trotting through snow"
 PROMPT_B = "A lighthouse on a cliff at dawn"
@@ -106,14 +113,18 @@ def test_static_files_ship_as_package_data() -> None:
         assert (STATIC / name).is_file(), name
 
 
-def test_bundle_is_a_fresh_build_of_the_locked_sdk() -> None:
-    licenses = json.loads((STATIC / "playground.licenses.json").read_text())
-    sdk = licenses["packages"]["@reactor-team/js-sdk"]
+def test_bundles_are_fresh_builds_of_the_locked_packages() -> None:
+    playground = json.loads((STATIC / "playground.licenses.json").read_text())
+    sdk = playground["packages"]["@reactor-team/js-sdk"]
     assert (sdk["version"], sdk["license"]) == ("2.9.0", "MIT")
-    assert licenses["esbuild"] == "0.28.2"
+    panels = json.loads((STATIC / "panels.licenses.json").read_text())
+    hls = panels["packages"]["hls.js"]
+    assert (hls["version"], hls["license"]) == ("1.6.15", "Apache-2.0") and "Apache" in hls["license_text"]
     lock = json.loads((REPO / "tests" / "js" / "package-lock.json").read_text())["packages"]
-    for name, package in licenses["packages"].items():
-        assert lock[f"node_modules/{name}"]["version"] == package["version"], name
+    for licenses in (playground, panels):
+        assert licenses["esbuild"] == "0.28.2"
+        for name, package in licenses["packages"].items():
+            assert lock[f"node_modules/{name}"]["version"] == package["version"], name
     if shutil.which("node") is None or not (REPO / "tests/js/node_modules/esbuild").exists():
         pytest.skip("node and tests/js/node_modules (npm ci) are needed to rebuild the bundle")
     check = subprocess.run(
@@ -250,3 +261,120 @@ async def test_a_closed_session_stays_inspectable(helios: HeliosServer) -> None:
     assert markers is not None and (markers.chunk, markers.prompt_id) == (1, prompt_id(PROMPT_A))
     live = await _aget(helios, f"/admin/inspector/sessions/{key}/frame.png")
     assert live.status_code == 404
+
+
+# ------------------------------------------------------------------------------------------ faults panel
+
+
+def _panel_body(kind: dict[str, Any], session_id: str, **trigger: Any) -> dict[str, Any]:
+    """The body the Faults panel sends for a kind with its fields left at their defaults."""
+    params = {p["name"]: p["default"] for p in kind["params"] if p["default"] is not None}
+    return {"kind": kind["kind"], "session_id": session_id, "params": params, **trigger}
+
+
+def test_fault_kinds_offer_every_session_kind_with_bodies_the_server_accepts(helios: HeliosServer) -> None:
+    kinds = {k["kind"]: k for k in _get(helios, "/admin/inspector/fault-kinds").json()["kinds"]}
+    assert list(kinds) == [k for k in KINDS if k not in CREATION_KINDS]
+    stall = {p["name"]: p for p in kinds["stall"]["params"]}
+    assert stall["seconds"]["type"] == "number" and stall["seconds"]["default"] == 5.0
+    assert (stall["seconds"]["exclusiveMinimum"], stall["seconds"]["maximum"]) == (0, 600.0)
+    moderation = {p["name"]: p for p in kinds["moderation"]["params"]}
+    assert moderation["action"]["enum"] == ["warn", "terminate"]
+    assert moderation["categories"]["type"] == "list" and moderation["prompt_pattern"]["optional"]
+    for name, kind in kinds.items():
+        assert kind["triggers"][0] == "now" and kind["description"], name
+        assert ("at_chunk" in kind["triggers"]) == (name in TIMED_KINDS), name
+        assert ("on_command" in kind["triggers"]) == (name in COMMAND_KINDS), name
+        for trigger in kind["triggers"]:
+            value = {"now": None, "at_chunk": 3, "after_seconds": 2.5, "on_command": "set_prompt"}[trigger]
+            body = _panel_body(kind, "local", **({trigger: value} if value is not None else {}))
+            assert parse_fault(body).kind == name, body  # every default form the panel can send is valid
+    refused = httpx.get(
+        helios.url + "/admin/inspector/fault-kinds", headers={"Origin": "http://evil.example"}
+    )
+    assert refused.status_code == 403
+
+
+AT_CHUNK = 30  # far enough ahead (≈ 2 s at the tests' speed) to be armed before the session gets there
+
+
+async def test_a_fault_injected_for_the_session_fires_and_shows_on_the_timeline(helios: HeliosServer) -> None:
+    async with helios.client(wire="v0") as client, httpx.AsyncClient(headers=helios.admin_headers) as http:
+        await client.command("set_prompt", {"prompt": PROMPT_A})
+        await client.command("start", {})
+        await client.wait_message("chunk_complete", timeout=20)
+        served = (await http.get(helios.url + "/admin/inspector/fault-kinds")).json()["kinds"]
+        kinds = {k["kind"]: k for k in served}
+        stall = _panel_body(kinds["stall"], "local")
+        stall["params"]["seconds"] = 0.3
+        slow = _panel_body(kinds["slow_chunks"], "local", at_chunk=AT_CHUNK)
+        for body in (stall, slow):
+            armed = await http.post(helios.url + "/admin/faults", json=body)
+            assert armed.status_code == 201, armed.text
+        await client.wait_message("chunk_complete", lambda d: d["chunk_index"] > AT_CHUNK, timeout=30)
+        key = (await _local(helios))["key"]
+        timeline = (await _aget(helios, f"/admin/inspector/sessions/{key}")).json()
+        listed = (await http.get(helios.url + "/admin/faults")).json()["faults"]
+    assert [(f["kind"], f["status"], f["fired_count"]) for f in listed] == [
+        ("stall", "expired", 1),
+        ("slow_chunks", "expired", 1),
+    ], listed
+    fired = [e for e in timeline["events"] if e["lane"] == "fault"]
+    assert [e["label"] for e in fired] == ["stall", "slow_chunks"], fired
+    assert fired[0]["detail"]["params"] == {"seconds": 0.3}
+    columns = timeline["columns"]
+    assert listed[1]["firings"][0]["chunk"] == AT_CHUNK
+    assert columns[fired[1]["column"]]["chunk"] == AT_CHUNK  # fired as that chunk began, shown in its column
+    assert [f["kind"] for f in timeline["session"]["faults"]] == ["stall", "slow_chunks"]
+
+
+# ------------------------------------------------------------------------------------------ clip endpoint
+
+
+async def test_a_clip_cut_by_an_admin_plays_the_last_seconds(helios: HeliosServer) -> None:
+    async with helios.client(wire="v1") as client, httpx.AsyncClient(headers=helios.admin_headers) as http:
+        await client.command("set_prompt", {"prompt": PROMPT_A})
+        await client.command("start", {})
+        await client.wait_message("chunk_complete", lambda d: d["chunk_index"] >= 3, timeout=30)
+        key = (await _local(helios))["key"]
+        cut = await http.post(f"{helios.url}/admin/sessions/{key}/clips", json={"duration_seconds": 2})
+        assert cut.status_code == 201, cut.text
+        clip = cut.json()
+        assert clip["playlist_url"].startswith(helios.url + "/clips?")
+        assert clip["session_id"] == "local" and clip["kind"] == "clip"
+        assert 1.9 <= clip["now_marker"] - clip["start_marker"] <= 2 + 33 / 24
+        first, last = clip["chunks"]
+        fetched = await asyncio.to_thread(fetch_clip, clip["playlist_url"])
+        by_id = await http.post(f"{helios.url}/admin/sessions/local/clips", json={"duration_seconds": 1})
+        assert by_id.status_code == 201
+    frames = decode_clip(fetched.data)
+    assert len(frames) == (last - first + 1) * 33
+    chunks = sorted({m[0] for _, _, m in frames if m is not None})
+    assert chunks == list(range(first, last + 1)), chunks  # one chunk index per recorded position here
+    record = helios.transcript("local")
+    assert not [e for e in record["entries"] if e["kind"] in ("RequestClip", "ClipReadyOut")]
+
+
+async def test_admin_clip_errors_are_named(helios: HeliosServer) -> None:
+    url = f"{helios.url}/admin/sessions/local/clips"
+    async with httpx.AsyncClient(headers=helios.admin_headers) as http:
+        none = await http.post(url, json={"duration_seconds": 2})
+        assert none.status_code == 404 and "no session 'local'" in none.json()["detail"]
+        async with helios.client(wire="v0"):
+            early = await http.post(url, json={"duration_seconds": 2})
+            assert early.status_code == 409 and "nothing recorded yet" in early.json()["detail"]
+            bad_bodies = (
+                {"duration_seconds": 0},
+                {"duration_seconds": "x"},
+                {},
+                {"duration_seconds": 1, "extra": 1},
+            )
+            for bad in bad_bodies:
+                answer = await http.post(url, json=bad)
+                assert answer.status_code == 422 and answer.json()["detail"], bad
+            far = await http.post(url, json={"duration_seconds": 1e9})
+            assert far.status_code == 422 and "3600" in json.dumps(far.json()["detail"])
+            foreign = await http.post(
+                url, json={"duration_seconds": 2}, headers={"Origin": "http://evil.example"}
+            )
+            assert foreign.status_code == 403

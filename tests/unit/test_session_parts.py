@@ -109,6 +109,7 @@ async def test_close_from_the_watchdog_task_finishes_the_whole_close() -> None:
     class FakeConnection:
         id = 7
         ready = ever_ready = False
+        counted_as = None  # never counted in the connections gauge
         channels: dict[str, Any] = {}
         peer = None
 

@@ -1,8 +1,11 @@
 // The playground (/playground): drives the mock with the published @reactor-team/js-sdk 2.9.0, unmodified.
 // This file is bundled with the SDK by scripts/build_playground.py into static/playground.bundle.js.
 //
-// window.playground (for tests): {status, messages, errors, sent, connect(), sendCommand(name, params),
-// disconnect(), grab()}; grab() returns the frame on the <video> as a PNG data URL.
+// window.playground (for tests): {status, sessionId, messages, runtimeMessages, errors, sent, connect(),
+// sendCommand(name, params), disconnect(), grab(), faults, clip}; grab() returns the frame on the <video> as a
+// PNG data URL; faults and clip are the panels of panels.bundle.js (loaded before this bundle).
+// Clips go over the SDK's own runtime scope: sendCommand("requestClip", {duration_seconds}, "runtime"), answered
+// by the runtime message clipReady or clipFailed (JS 2.9.0 has no clip API of its own; docs/PROTOCOL.md §1.9).
 import "./zod_jitless.js";
 import { Reactor } from "@reactor-team/js-sdk";
 
@@ -10,8 +13,11 @@ const { h, short, page, header } = window.Insp;
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 const LOG_MAX = 500;
+const CLIP_REPLY_MS = 10000;
 
-const playground = { status: "disconnected", messages: [], errors: [], sent: [], reactor: null };
+const playground = {
+  status: "disconnected", sessionId: null, jwt: null, messages: [], runtimeMessages: [], errors: [], sent: [], reactor: null,
+};
 window.playground = playground;
 $("header").replaceWith(header("playground"));
 
@@ -45,6 +51,7 @@ function setStatus(status) {
 function wire(reactor) {
   reactor.on("statusChanged", setStatus);
   reactor.on("sessionIdChanged", (id) => {
+    playground.sessionId = id || null;
     $("session").textContent = id ? `session ${id}` : "";
     $("inspect").hidden = !id;
     if (id) $("inspect").href = page(`/inspector/sessions/${encodeURIComponent(id)}`);
@@ -54,6 +61,11 @@ function wire(reactor) {
     if (msg && msg.type === "state") showState(msg.data);
     if (msg && msg.type !== "state" && msg.type !== "chunk_complete") log("in", `← ${msg.type}`, msg.data);
     if (msg && msg.type === "chunk_complete") log("in muted", `← chunk_complete ${msg.data.chunk_index}`);
+  });
+  reactor.on("runtimeMessage", (msg) => {
+    playground.runtimeMessages.push({ t: performance.now(), type: msg && msg.type, data: msg && msg.data });
+    log("in", `← runtime ${msg && msg.type}`, msg && msg.data);
+    for (const waiter of [...clipWaiters]) waiter(msg);
   });
   reactor.on("error", (err) => {
     playground.errors.push(err);
@@ -78,9 +90,11 @@ playground.connect = async (mode = document.querySelector("input[name=mode]:chec
   const local = mode === "local";
   const reactor = new Reactor({ modelName: "helios", local, apiUrl: location.origin });
   playground.reactor = reactor;
+  playground.jwt = null;
   wire(reactor);
   try {
-    await reactor.connect(local ? undefined : await token($("api-key").value));
+    playground.jwt = local ? null : await token($("api-key").value);
+    await reactor.connect(playground.jwt || undefined);
   } catch (e) {
     showError(`connect: ${e && e.message ? e.message : e}`);
   }
@@ -135,6 +149,38 @@ for (const button of document.querySelectorAll("button[data-command]")) {
     }
   });
 }
+// ------------------------------------------------------------------------------------------ faults, clip
+
+const clipWaiters = new Set();
+
+// requestClip on the runtime scope; resolves with clipReady's data, rejects with clipFailed's reason.
+async function requestClip(seconds) {
+  if (!playground.reactor || playground.status !== "ready") throw new Error("connect first");
+  const reply = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(null), CLIP_REPLY_MS);
+    function done(msg) {
+      clearTimeout(timer);
+      clipWaiters.delete(waiter);
+      if (msg === null) reject(new Error(`no clipReady or clipFailed within ${CLIP_REPLY_MS / 1000} s`));
+      else if (msg.type === "clipFailed") reject(new Error(`clipFailed: ${msg.data && msg.data.reason}`));
+      else resolve(msg.data);
+    }
+    const waiter = (msg) => msg && (msg.type === "clipReady" || msg.type === "clipFailed") && done(msg);
+    clipWaiters.add(waiter);
+  });
+  log("out", "→ runtime requestClip", { duration_seconds: seconds });
+  await playground.reactor.sendCommand("requestClip", { duration_seconds: seconds }, "runtime");
+  return reply;
+}
+
+playground.faults = window.InspPanels.faults($("faults"), {
+  sessionId: () => (playground.status === "disconnected" ? null : playground.sessionId),
+});
+playground.clip = window.InspPanels.clip($("clip"), {
+  cut: requestClip,
+  headers: () => (playground.jwt ? { Authorization: `Bearer ${playground.jwt}` } : {}), // production clips
+});
+
 $("connect").addEventListener("click", () => playground.connect());
 $("disconnect").addEventListener("click", () => playground.disconnect().catch((e) => showError(String(e))));
 setStatus("disconnected");

@@ -13,20 +13,24 @@
   }
   const token = () => sessionStorage.getItem(TOKEN_KEY);
 
-  async function request(path) {
+  // A request to the mock; a non-2xx answer throws an Error naming the status, the path and the {detail}.
+  async function request(path, { method = "GET", body } = {}) {
     const headers = token() ? { "X-Helios-Admin-Token": token() } : {};
-    const res = await fetch(path, { headers, cache: "no-store" });
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body) });
     if (!res.ok) {
       let detail = res.statusText;
       try {
         detail = (await res.json()).detail;
       } catch (_) {}
-      throw new Error(`${res.status} ${path}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+      if (Array.isArray(detail)) detail = detail.map((d) => (d && d.msg ? d.msg : JSON.stringify(d))).join("; ");
+      throw new Error(`${res.status} ${method} ${path}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     }
     return res;
   }
 
   const json = async (path) => (await request(path)).json();
+  const send = async (method, path, body) => (await request(path, { method, body })).json();
 
   // A PNG with its decoded markers (X-Helios-Markers) as {url, markers}.
   async function picture(path) {
@@ -74,5 +78,5 @@
     );
   }
 
-  window.Insp = { json, picture, page, h, short, secs, header, token };
+  window.Insp = { json, send, picture, page, h, short, secs, header, token };
 })();

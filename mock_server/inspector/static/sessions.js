@@ -70,7 +70,7 @@
       h("td", {}, count(s.commands_total, ""), list(s.commands.slice(-4), (c) => `${c.type} @${c.chunk}`, "")),
       h("td", {}, count(s.rejections_total, "count-bad"), list(s.rejections.slice(-3), (r) => h("span", { title: r.message }, r.code), "")),
       h("td", {}, violations(s)),
-      h("td", {}, list(s.faults, (f) => short(f.body || f.kind, 40))),
+      h("td", {}, list(s.faults, (f) => h("span", { title: JSON.stringify(f.body) }, f.chunk === null ? f.kind : `${f.kind} @${f.chunk}`))),
     );
   }
 

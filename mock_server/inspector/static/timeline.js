@@ -1,7 +1,7 @@
 // The timeline page (/inspector/sessions/{key}): chunks as columns on a time axis, and what happened in each.
 "use strict";
 (() => {
-  const { json, picture, h, short, secs, header } = window.Insp;
+  const { json, send, picture, h, short, secs, header } = window.Insp;
   const POLL_MS = 1000;
   const LIVE_MS = 250;
   const key = decodeURIComponent(location.pathname.split("/").pop());
@@ -17,6 +17,7 @@
   ];
   const thumbs = new Map(); // "chunk@t_begin" -> {url, markers} (a chunk's frame never changes)
   let closed = false;
+  let sessionId = null; // the session's id once loaded (faults target it; `local` for a local session)
   document.getElementById("header").replaceWith(header(null));
   document.getElementById("title").textContent = key;
 
@@ -47,6 +48,8 @@
     else if (ev.lane === "effect")
       text = [h("b", {}, ev.label), ` “${short(ev.detail.prompt, 40)}” from chunk ${ev.effective_chunk}`,
         h("span", { class: "muted" }, ` (received during chunk ${ev.received_chunk})`)];
+    else if (ev.lane === "fault")
+      text = [h("b", {}, ev.label), ` ${short(ev.detail.params, 50)}`, h("span", { class: "muted" }, ` · ${ev.detail.fault_id} on ${ev.detail.hook}`)];
     else text = [h("b", {}, ev.label), detail ? ` ${detail}` : ""];
     return h("div", { class: `ev ev-${ev.lane}${ev.pending ? " pending" : ""}`, title, dataset: { lane: ev.lane, t: ev.t } }, text);
   }
@@ -114,6 +117,7 @@
     try {
       const data = await json(`/admin/inspector/sessions/${encodeURIComponent(key)}`);
       summary(data.session);
+      sessionId = data.session.session_id;
       render(data);
       closed = data.session.state === "CLOSED";
       document.getElementById("error").textContent = "";
@@ -137,6 +141,15 @@
     }
     if (!closed) setTimeout(live, LIVE_MS);
   }
+  // The Faults and Clip panels (panels.bundle.js): faults go to this session while it runs; clips are cut by
+  // POST /admin/sessions/{key}/clips, on this page's own address.
+  const panels = {
+    faults: window.InspPanels.faults(document.getElementById("faults"), { sessionId: () => (closed ? null : sessionId) }),
+    clip: window.InspPanels.clip(document.getElementById("clip"), {
+      cut: (seconds) => send("POST", `/admin/sessions/${encodeURIComponent(key)}/clips`, { duration_seconds: seconds }),
+    }),
+  };
+  window.timelinePanels = panels;
   refresh();
   live();
 })();
