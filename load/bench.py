@@ -15,9 +15,9 @@ sends ``set_sr_scale off``, so frames are 160x96; ``--speed 1``; production limi
    each step is held ``--hold`` s and measured: per-session received fps, late and missing frames
    (``load/video.py``: a frame is late when it arrives more than one frame interval, 41.7 ms, after its
    slot on the session's own 24 fps timeline, computed from the marker band's chunk*33+frame and anchored
-   on the first frame's arrival), server CPU (and its event-loop thread alone) and RSS via psutil, client
-   CPU, CPU of everything else on the machine, client event-loop lag and the server's ``GET /health``
-   round trip. A step is **held** when every session is connected, the mean received rate is ≥ 23.5 fps
+   on the first frame's arrival), server CPU (with its encoder worker processes; and its event-loop thread
+   alone) and RSS (with the workers) via psutil, client CPU, CPU of everything else on the machine, client
+   event-loop lag and the server's ``GET /health`` round trip. A step is **held** when every session is connected, the mean received rate is ≥ 23.5 fps
    and late + missing frames are < 1 % of the frames due. The ramp stops after two steps in a row not held.
 3. **100 chunks at --speed 1000**: one session on a second mock, ``start`` until ``chunk_complete`` 99
    (``--chunk-runs`` times).
@@ -163,6 +163,36 @@ class LagMonitor:
             self._task.cancel()
 
 
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children (the server's encoder worker processes)."""
+    total = 0.0
+    for p in [proc, *_children(proc)]:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:  # a child that just exited
+            continue
+        total += times.user + times.system
+    return total
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of a process and its children."""
+    total = 0
+    for p in [proc, *_children(proc)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 @dataclass
 class CpuSnapshot:
     t: float
@@ -173,7 +203,7 @@ class CpuSnapshot:
 
     @classmethod
     def take(cls, server: psutil.Process, clients: list[psutil.Process]) -> CpuSnapshot:
-        st = server.cpu_times()
+        server_cpu = _tree_cpu(server)
         main = next((th.user_time + th.system_time for th in server.threads() if th.id == server.pid), 0.0)
         client = 0.0
         for proc in [psutil.Process(), *clients]:
@@ -181,7 +211,7 @@ class CpuSnapshot:
             client += ct.user + ct.system
         sys_t = psutil.cpu_times()
         idle = sys_t.idle + getattr(sys_t, "iowait", 0.0)
-        return cls(time.monotonic(), st.user + st.system, main, client, sum(sys_t) - idle)
+        return cls(time.monotonic(), server_cpu, main, client, sum(sys_t) - idle)
 
 
 class ServerProbe:
@@ -464,7 +494,7 @@ async def ramp(
     """Add sessions step by step; hold and measure each step (see the module docstring)."""
     assert server.process is not None
     proc = psutil.Process(server.process.pid)
-    baseline_rss = proc.memory_info().rss
+    baseline_rss = tree_rss(proc)
     shards = [await ClientShard.start() for _ in range(args.client_procs)]
     results: list[StepResult] = []
     failures = 0
@@ -513,7 +543,7 @@ async def ramp(
             cpu1 = CpuSnapshot.take(proc, [s.ps for s in shards])
             after, lags, pauses = await _mark(shards)
             probes = list(probe.samples)
-            rss = proc.memory_info().rss
+            rss = tree_rss(proc)
             step = _step(target, failures, before, after, cpu0, cpu1, rss, baseline_rss, lags, pauses, probes)
             results.append(step)
             _print_step(step)

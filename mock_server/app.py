@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.mode,
         )
         lag_watch = registry.metrics.start_loop_watch()
+        registry.start_media()
         yield
         await registry.shutdown()
         await Metrics.stop_loop_watch(lag_watch)

@@ -1,10 +1,11 @@
 """Encode each distinct chunk once; every session showing that chunk sends the same packets.
 
 Frames are a deterministic function of the chunk plan, so the encoded chunk is too. A chunk starts with a
-key frame, so its 33 packets decode on their own. Encoding runs on the scheduler's worker threads
-(``encode_scheduler.py``), frame by frame, most urgent first; a sender can take packet i as soon as it
-exists. Only encoded packets are kept (no raw frames), and only while they may still be asked for: a chunk
-no track asked for in ``keep_seconds`` is dropped, and the cache is byte-bounded.
+key frame, so its 33 packets decode on their own. Encoding runs in worker processes
+(``encode_workers.py``; ``encoders="threads"`` runs the same scheduler on threads of this process instead),
+frame by frame, most urgent first; a sender can take packet i as soon as it exists. Only encoded packets
+are kept (no raw frames), and only while they may still be asked for: a chunk no track asked for in
+``keep_seconds`` is dropped, and the cache is byte-bounded.
 
 A connection that asks for a key frame mid-chunk (RTCP PLI/FIR) gets a private ``recovery`` chunk: the rest
 of the current chunk, re-encoded from the frame it is at, starting with a key frame.
@@ -23,6 +24,7 @@ from aiortc.codecs.vpx import DEFAULT_BITRATE
 
 from mock_server.constants import CHUNK_FRAMES
 from mock_server.media.encode_scheduler import EncodeJob, EncodeScheduler
+from mock_server.media.encode_workers import ProcessEncoders
 from mock_server.media.encoder import ENCODERS, EncoderPool
 from mock_server.model.plan import ChunkPlan, ReferenceImage
 
@@ -68,14 +70,16 @@ class EncodedChunk:
         self.last_used = time.monotonic()
         self.readers = 0  # tracks sending from this chunk now
         self.cancelled = False  # every reader left before the chunk was complete: the worker stops
+        self.on_cancel: Callable[[], None] = lambda: None
 
     def acquire(self) -> None:
         self.readers += 1
 
     def release(self) -> None:
         self.readers -= 1
-        if self.readers <= 0 and not self._available[CHUNK_FRAMES - 1].is_set():
+        if self.readers <= 0 and not self._available[CHUNK_FRAMES - 1].is_set() and not self.cancelled:
             self.cancelled = True
+            self.on_cancel()
 
     def wanted(self) -> bool:
         """Read by the worker thread (a plain attribute read)."""
@@ -117,15 +121,24 @@ class EncodedChunkCache:
         keep_seconds: float = 30.0,
         bitrate: int = DEFAULT_BITRATE,
         workers: int | None = None,
+        encoders: str = "processes",
         on_encoded: Callable[[float], None] = lambda seconds: None,
     ) -> None:
-        """`on_encoded(seconds)`: called (from the worker thread) with each frame's encode time."""
+        """`encoders`: "processes" (default) or "threads" (in this process, shares its GIL).
+
+        `on_encoded(seconds)`: called (from a worker or reader thread) with each frame's encode time."""
         self.native_size = native_size
         self.frame_interval = frame_interval
         self._on_encoded = on_encoded
         self.max_bytes = max_bytes
         self.keep_seconds = keep_seconds
-        self.scheduler = EncodeScheduler(EncoderPool(bitrate), workers)
+        self.scheduler: EncodeScheduler | ProcessEncoders
+        if encoders == "threads":
+            self.scheduler = EncodeScheduler(EncoderPool(bitrate), workers)
+        elif encoders == "processes":
+            self.scheduler = ProcessEncoders(bitrate, workers)
+        else:
+            raise ValueError(f"encoders must be 'processes' or 'threads', not {encoders!r}")
         self.scheduler.on_encoded = on_encoded
         self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
         self.hits = 0
@@ -177,8 +190,21 @@ class EncodedChunkCache:
             start=start,
             wanted=chunk.wanted,
         )
-        self.scheduler.submit(job)
+        if isinstance(self.scheduler, ProcessEncoders):
+            chunk.on_cancel = self.scheduler.submit(job, _image_digest(plan.image))
+        else:
+            self.scheduler.submit(job)
         return chunk
+
+    def start(self) -> None:
+        """Start the worker processes now rather than at the first chunk."""
+        if isinstance(self.scheduler, ProcessEncoders):
+            self.scheduler.start()
+
+    def close(self) -> None:
+        """Stop the worker processes (threads are daemons and stop with the process)."""
+        if isinstance(self.scheduler, ProcessEncoders):
+            self.scheduler.close()
 
     def _evict(self) -> None:
         stale = time.monotonic() - self.keep_seconds

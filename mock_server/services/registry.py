@@ -354,8 +354,15 @@ class Registry:
         self.faults = new_fault_registry(self.settings)
         self._queued.clear()
 
+    def start_media(self) -> None:
+        """Start the encoder worker processes before the first session needs them."""
+        if self.chunk_cache is not None:
+            self.chunk_cache.start()
+
     async def shutdown(self, reason: str = "the server is shutting down") -> None:
         await asyncio.gather(*(s.close(reason) for s in list(self.sessions.values())), return_exceptions=True)
+        if self.chunk_cache is not None:
+            await asyncio.to_thread(self.chunk_cache.close)
 
     # ------------------------------------------------------------------ creation faults
 

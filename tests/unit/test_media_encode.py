@@ -66,7 +66,7 @@ async def test_every_frame_of_an_encoded_chunk_reads_back(
 
 @pytest.mark.parametrize("mime", ["video/VP8", "video/H264"])
 async def test_a_reused_encoder_starts_each_chunk_with_a_key_frame(mime: str) -> None:
-    cache = EncodedChunkCache((160, 96), frame_interval=0.001, workers=1)
+    cache = EncodedChunkCache((160, 96), frame_interval=0.001, workers=1, encoders="threads")
     first = await packets_of(cache.chunk(plan(chunk=1), mime))
     second = await packets_of(cache.chunk(plan(chunk=2, seed=8), mime))
     assert cache.scheduler.pool.opened == 1  # the second chunk reused the first one's encoder
@@ -141,7 +141,7 @@ async def test_track_answers_a_keyframe_request_with_a_key_frame_at_the_next_fra
 
 
 async def test_a_chunk_every_reader_left_stops_encoding_and_is_not_served_again() -> None:
-    cache = EncodedChunkCache((160, 96), frame_interval=10.0, workers=1)
+    cache = EncodedChunkCache((160, 96), frame_interval=10.0, workers=1, encoders="threads")
     p = dataclasses.replace(plan(), seed=9)
     chunk = cache.chunk(p, "video/VP8")
     chunk.acquire()

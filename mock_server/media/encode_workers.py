@@ -1,0 +1,256 @@
+"""Render and encode chunks in worker processes, so encoding never holds the server's GIL.
+
+Encoder threads in the server process made the event loop wait: rendering small frames is mostly Python
+(numpy call overhead, which holds the GIL), and every time the loop released the GIL for a socket call it
+waited up to the interpreter's switch interval to get it back (py-spy: the loop stalled in ``sendto``).
+Here each worker process runs its own :class:`EncodeScheduler` (one thread, deadline-ordered jobs, reused
+encoder contexts); the server sends it a job per chunk over a pipe and a reader thread hands each packet to
+the event loop as it arrives. A job goes to the worker with the fewest frames still to encode.
+
+Messages, server → worker: ``("job", id, plan, image_key, native, mime, t0, interval, start)`` and
+``("cancel", id)``; worker → server: ``(id, index, packet | None, error | None, encode_seconds)``.
+A reference image crosses the pipe once per worker: both sides keep the same LRU of image keys, updated in
+the same message order, and a job whose image the worker holds carries ``None`` in its place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from mock_server.constants import CHUNK_FRAMES
+from mock_server.media.encode_scheduler import URGENT_FRAMES, EncodeJob, EncodeScheduler
+from mock_server.media.encoder import EncoderPool
+from mock_server.model.plan import ReferenceImage
+
+log = logging.getLogger("helios_mock.media")
+
+WORKER_NICE = 5
+IMAGES_PER_WORKER = 32  # reference images a worker keeps (and the server remembers it keeps)
+Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); from a reader thread
+
+
+def _remember(images: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
+    """LRU update shared by both ends (same order of calls, same evictions)."""
+    images[key] = value
+    images.move_to_end(key)
+    while len(images) > IMAGES_PER_WORKER:
+        images.popitem(last=False)
+
+
+# ---------------------------------------------------------------------------------------- worker side
+
+
+def worker_main(conn: Connection, bitrate: int) -> None:
+    """A worker process: encode the jobs it receives, send each packet back as soon as it exists.
+
+    It runs at a lower priority (nice +WORKER_NICE): on a saturated machine the server's event loop, which
+    sends every frame and answers every request, gets the CPU first."""
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:  # not permitted here: run at the server's priority
+        pass
+    scheduler = EncodeScheduler(EncoderPool(bitrate), workers=1)
+    send_lock = threading.Lock()
+    cancelled: set[int] = set()
+    images: OrderedDict[bytes, ReferenceImage] = OrderedDict()
+    last_seconds = [0.0]
+    scheduler.on_encoded = lambda seconds: last_seconds.__setitem__(0, seconds)
+
+    def deliverer(job_id: int) -> Deliver:
+        def deliver(index: int, data: bytes | None, error: str | None) -> None:
+            with send_lock:
+                conn.send((job_id, index, data, error, last_seconds[0]))
+            if index == CHUNK_FRAMES - 1 or error is not None:
+                cancelled.discard(job_id)
+
+        return deliver
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server closed the pipe (or exited)
+        if message[0] == "cancel":
+            cancelled.add(message[1])
+            continue
+        _, job_id, plan, image_key, native, mime, t0, interval, start = message
+        if image_key:
+            image = plan.image if plan.image is not None else images[image_key]
+            _remember(images, image_key, image)
+            plan = dataclasses.replace(plan, image=image)
+        wanted = lambda job_id=job_id: job_id not in cancelled  # noqa: E731
+        scheduler.submit(EncodeJob(plan, native, mime, deliverer(job_id), t0, interval, start, wanted))
+
+
+# ---------------------------------------------------------------------------------------- server side
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A job a worker holds: where its packets go and how far it got (for `behind`)."""
+
+    deliver: Deliver
+    t0: float
+    interval: float
+    start: int
+    next: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.next = self.start
+
+    @property
+    def due(self) -> float:
+        return self.t0 + (self.next - self.start) * self.interval
+
+
+class _Worker:
+    """One worker process, its pipe and the reader thread that receives its packets."""
+
+    def __init__(self, bitrate: int, on_encoded: list[Callable[[float], None]]) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded server process
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=worker_main, args=(child, bitrate), daemon=True)
+        self.process.name = "helios-encoder"
+        self.process.start()
+        child.close()
+        self.pending: dict[int, _Pending] = {}
+        self.images: OrderedDict[bytes, None] = OrderedDict()
+        self._on_encoded = on_encoded
+        self._lock = threading.Lock()
+        self.frames_encoded = 0
+        self.alive = True
+        self._reader = threading.Thread(target=self._read, name="helios-encoder-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def load(self) -> int:
+        """Frames still to encode."""
+        return sum(CHUNK_FRAMES - p.next for p in list(self.pending.values()))
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                job_id, index, data, error, seconds = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            pending = self.pending.get(job_id)
+            if pending is None:
+                continue  # cancelled meanwhile
+            pending.next = index + 1
+            if data is not None:
+                self.frames_encoded += 1
+                self._on_encoded[0](seconds)
+            if index == CHUNK_FRAMES - 1 or error is not None:
+                self.pending.pop(job_id, None)
+            pending.deliver(index, data, error)
+        self._fail_all()
+
+    def _fail_all(self) -> None:
+        """The worker is gone: every sender waiting on it gets an error instead of waiting forever."""
+        if self.alive:
+            log.error("encoder worker process %s exited (code %s)", self.process.pid, self.process.exitcode)
+        self.alive = False
+        for job_id in list(self.pending):
+            pending = self.pending.pop(job_id)
+            for index in range(pending.next, CHUNK_FRAMES):
+                pending.deliver(index, None, "the encoder worker process exited")
+
+    def close(self) -> None:
+        self.alive = False
+        self.conn.close()  # the worker reads EOF and exits
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def _close_all(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.close()
+
+
+class ProcessEncoders:
+    """Worker processes (one per core by default) that encode chunk jobs; the server-side handle."""
+
+    def __init__(self, bitrate: int, workers: int | None = None) -> None:
+        self.bitrate = bitrate
+        self.size = max(1, workers or os.cpu_count() or 1)
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._on_encoded: list[Callable[[float], None]] = [lambda seconds: None]  # no reference to self
+        self.abandoned = 0
+        self._finalizer = weakref.finalize(self, _close_all, self._workers)
+
+    @property
+    def frames_encoded(self) -> int:
+        return sum(w.frames_encoded for w in self._workers)
+
+    @property
+    def on_encoded(self) -> Callable[[float], None]:
+        """Called (from a reader thread) with each frame's encode time in its worker (metrics)."""
+        return self._on_encoded[0]
+
+    @on_encoded.setter
+    def on_encoded(self, hook: Callable[[float], None]) -> None:
+        self._on_encoded[0] = hook
+
+    def start(self) -> None:
+        """Start the worker processes now (they are otherwise started by the first job)."""
+        with self._lock:
+            self._workers[:] = [w for w in self._workers if w.alive]
+            while len(self._workers) < self.size:
+                self._workers.append(_Worker(self.bitrate, self._on_encoded))
+
+    def submit(self, job: EncodeJob, image_key: bytes = b"") -> Callable[[], None]:
+        """Send `job` to the least loaded worker; returns a function that cancels it.
+
+        `image_key`: a digest of the plan's reference image (empty without one)."""
+        if len(self._workers) < self.size or not all(w.alive for w in self._workers):
+            self.start()
+        worker = min(self._workers, key=lambda w: w.load)
+        job_id = next(self._ids)
+        worker.pending[job_id] = _Pending(job.deliver, job.t0, job.interval, job.start)
+        plan = job.plan
+        if image_key:
+            if image_key in worker.images:
+                plan = dataclasses.replace(plan, image=None)
+            _remember(worker.images, image_key, None)
+        worker.send(
+            ("job", job_id, plan, image_key, job.native_size, job.mime_type, job.t0, job.interval, job.start)
+        )
+
+        def cancel() -> None:
+            if worker.pending.pop(job_id, None) is not None and worker.alive:
+                self.abandoned += 1
+                worker.send(("cancel", job_id))
+
+        return cancel
+
+    def behind(self) -> bool:
+        """True when a job not started yet is overdue by more than URGENT_FRAMES intervals (as the threads'
+        scheduler judges its queue)."""
+        now = time.monotonic()
+        for worker in self._workers:
+            for pending in list(worker.pending.values()):
+                if pending.next == pending.start and pending.due < now - URGENT_FRAMES * pending.interval:
+                    return True
+        return False
+
+    def close(self) -> None:
+        self._finalizer()
