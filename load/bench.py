@@ -17,8 +17,9 @@ sends ``set_sr_scale off``, so frames are 160x96; ``--speed 1``; production limi
    slot on the session's own 24 fps timeline, computed from the marker band's chunk*33+frame and anchored
    on the first frame's arrival), server CPU (with its encoder worker processes; and its event-loop thread
    alone) and RSS (with the workers) via psutil, client CPU, CPU of everything else on the machine, client
-   event-loop lag and the server's ``GET /health`` round trip. A step is **held** when every session is connected, the mean received rate is ≥ 23.5 fps
-   and late + missing frames are < 1 % of the frames due. The ramp stops after two steps in a row not held.
+   event-loop lag and the server's ``GET /health`` round trip. A step is **held** when every session is
+   connected, the mean received rate is ≥ 23.5 fps and late + missing frames are < 1 % of the frames due.
+   The ramp stops after two steps in a row not held.
 3. **100 chunks at --speed 1000**: one session on a second mock, ``start`` until ``chunk_complete`` 99
    (``--chunk-runs`` times).
 
