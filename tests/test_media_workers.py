@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import av
 import numpy as np
@@ -72,9 +74,9 @@ async def test_a_worker_that_dies_fails_its_waiting_senders_and_is_replaced() ->
         cache.start()
         scheduler = cache.scheduler
         worker = scheduler._workers[0]  # type: ignore[union-attr]
+        os.kill(worker.process.pid, signal.SIGSTOP)  # the job stays unfinished until the worker dies
         chunk = cache.chunk(ChunkPlan(5, "a hill", 2, None, 1.0, "off"), "video/VP8")
         chunk.acquire()
-        await chunk.packet(0)
         worker.process.kill()
         with pytest.raises(RuntimeError, match="worker process exited"):
             await asyncio.wait_for(chunk.packet(CHUNK_FRAMES - 1), 20)
