@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mock_server.constants import CHUNK_FRAMES
-from mock_server.media.encoded_chunks import EncodedChunkCache
+from mock_server.media.encoded_chunks import ChunkCancelled, EncodedChunkCache
 from mock_server.media.frames import ChunkRenderer
 from mock_server.media.markers import decode_markers
 from mock_server.model.plan import ChunkPlan, ReferenceImage
@@ -82,5 +82,20 @@ async def test_a_worker_that_dies_fails_its_waiting_senders_and_is_replaced() ->
             await asyncio.wait_for(chunk.packet(CHUNK_FRAMES - 1), 20)
         fresh = cache.chunk(ChunkPlan(6, "a hill", 2, None, 1.0, "off"), "video/VP8")
         assert len(luma(await asyncio.wait_for(all_packets(fresh), 30))) == CHUNK_FRAMES
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("encoders", ["processes", "threads"])
+async def test_a_reader_waiting_on_a_chunk_it_left_is_told_so(encoders: str) -> None:
+    cache = EncodedChunkCache(NATIVE, frame_interval=10.0, workers=1, encoders=encoders)
+    try:
+        chunk = cache.chunk(ChunkPlan(7, "a cave", 4, None, 1.0, "off"), "video/VP8")
+        chunk.acquire()
+        waiting = asyncio.create_task(chunk.packet(CHUNK_FRAMES - 1))
+        await asyncio.sleep(0)
+        chunk.release()  # e.g. the track was paused, then resumed, while it waited
+        with pytest.raises(ChunkCancelled):
+            await asyncio.wait_for(waiting, 5)
     finally:
         cache.close()

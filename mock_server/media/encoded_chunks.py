@@ -30,7 +30,7 @@ from mock_server.model.plan import ChunkPlan, ReferenceImage
 
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
 
-__all__ = ["ENCODERS", "EncodedChunk", "EncodedChunkCache", "content_key"]
+__all__ = ["ENCODERS", "ChunkCancelled", "EncodedChunk", "EncodedChunkCache", "content_key"]
 
 
 def _image_digest(image: ReferenceImage | None) -> bytes:
@@ -57,6 +57,10 @@ def content_key(plan: ChunkPlan, native_size: tuple[int, int], mime_type: str) -
     )
 
 
+class ChunkCancelled(Exception):
+    """The awaited packet will never come: every reader left the chunk (the reader asks for the next one)."""
+
+
 class EncodedChunk:
     """The packets of one chunk for one codec (from frame `start` on), filled progressively by a worker."""
 
@@ -80,6 +84,8 @@ class EncodedChunk:
         if self.readers <= 0 and not self._available[CHUNK_FRAMES - 1].is_set() and not self.cancelled:
             self.cancelled = True
             self.on_cancel()
+            for available in self._available:  # a reader still awaiting a packet gets ChunkCancelled
+                available.set()
 
     def wanted(self) -> bool:
         """Read by the worker thread (a plain attribute read)."""
@@ -91,6 +97,8 @@ class EncodedChunk:
         await self._available[index].wait()
         data = self.packets[index]
         if data is None:
+            if self.cancelled and self.error is None:
+                raise ChunkCancelled(f"chunk left by every reader before packet {index} was encoded")
             raise RuntimeError(self.error or "chunk encoding failed")
         return data
 
@@ -102,6 +110,8 @@ class EncodedChunk:
             pass
 
     def _deliver(self, index: int, data: bytes | None, error: str | None) -> None:
+        if self.cancelled:
+            return  # encoded before the worker heard of the cancellation: nobody reads it
         self.packets[index] = data
         self.nbytes += len(data or b"")
         if error is not None:

@@ -27,7 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import is_rtcp
 
 from mock_server.constants import CHUNK_FRAMES
-from mock_server.media.encoded_chunks import EncodedChunk, EncodedChunkCache
+from mock_server.media.encoded_chunks import ChunkCancelled, EncodedChunk, EncodedChunkCache
 from mock_server.media.feed import FrameFeed
 from mock_server.model.plan import ChunkPlan
 
@@ -132,11 +132,11 @@ class EncodedVideoTrack(_GatedTrack):
 
     def _use(self, chunk: EncodedChunk | None) -> None:
         """Send from `chunk` now; the chunk left is released (its encoding stops if nobody else reads it)."""
+        if chunk is not None:
+            chunk.acquire()  # before the release: the same chunk again must not be cancelled in between
         if self._chunk is not None:
             self._chunk.release()
         self._chunk = chunk
-        if chunk is not None:
-            chunk.acquire()
 
     def stop(self) -> None:
         self._use(None)
@@ -149,6 +149,26 @@ class EncodedVideoTrack(_GatedTrack):
             self._use(None)
 
     async def recv(self) -> av.Packet:
+        while True:
+            await self._next_frame_due()
+            if self._keyframe_wanted:
+                self._recover()
+            chunk = self._chunk
+            assert chunk is not None
+            try:
+                data = await chunk.packet(self._next)
+            except ChunkCancelled:  # released while waiting (paused, then resumed): pick the chunk again
+                continue
+            break
+        self._next += 1
+        packet = av.Packet(data)
+        packet.pts = self._pts()
+        packet.time_base = VIDEO_TIME_BASE
+        self.frames_sent += 1
+        return packet
+
+    async def _next_frame_due(self) -> None:
+        """Wait until the feed has published the frame this track sends next (switching chunks as needed)."""
         while True:
             await self._live()
             ref = self._feed.latest
@@ -163,17 +183,6 @@ class EncodedVideoTrack(_GatedTrack):
                 break
             seq = self._feed.seq
             await self._feed.wait_beyond(seq)
-        if self._keyframe_wanted:
-            self._recover()
-        chunk = self._chunk
-        assert chunk is not None
-        data = await chunk.packet(self._next)
-        self._next += 1
-        packet = av.Packet(data)
-        packet.pts = self._pts()
-        packet.time_base = VIDEO_TIME_BASE
-        self.frames_sent += 1
-        return packet
 
 
 class PacketLoss:
