@@ -7,8 +7,9 @@ Here each worker process runs its own :class:`EncodeScheduler` (one thread, dead
 encoder contexts); the server sends it a job per chunk over a pipe and a reader thread hands each packet to
 the event loop as it arrives. A job goes to the worker with the fewest frames still to encode.
 
-Messages, server → worker: ``("job", id, plan, image_key, native, mime, t0, interval, start)`` and
-``("cancel", id)``; worker → server: ``(id, index, packet | None, error | None, encode_seconds)``.
+Messages, server → worker: ``("job", id, plan, image_key, native, mime, t0, interval, start)``,
+``("cancel", id)`` and ``("stop",)``; worker → server: ``(id, index, packet | None, error | None,
+encode_seconds)``.
 A reference image crosses the pipe once per worker: both sides keep the same LRU of image keys, updated in
 the same message order, and a job whose image the worker holds carries ``None`` in its place.
 """
@@ -82,6 +83,8 @@ def worker_main(conn: Connection, bitrate: int) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return  # the server closed the pipe (or exited)
+        if message[0] == "stop":
+            return
         if message[0] == "cancel":
             cancelled.add(message[1])
             continue
@@ -171,17 +174,27 @@ class _Worker:
             for index in range(pending.next, CHUNK_FRAMES):
                 pending.deliver(index, None, "the encoder worker process exited")
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask the worker to exit (closing our end is not enough: the reader thread still holds it)."""
         self.alive = False
-        self.conn.close()  # the worker reads EOF and exits
-        self.process.join(timeout=2)
+        try:
+            self.send(("stop",))
+        except OSError:  # already gone
+            pass
+
+    def close(self, deadline: float) -> None:
+        self.process.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.process.is_alive():
             self.process.terminate()
+        self.conn.close()
 
 
 def _close_all(workers: list[_Worker]) -> None:
     for worker in workers:
-        worker.close()
+        worker.stop()
+    deadline = time.monotonic() + 2.0
+    for worker in workers:
+        worker.close(deadline)
 
 
 class ProcessEncoders:
