@@ -18,9 +18,11 @@ kind                   the client saw
 ``internal_error``     a command failed in the runtime (v1 ``Error{internal_error}``; v0 is silent,
                        so a v0 answer timeout becomes ``internal_error`` when the record shows one)
 ``command timeout``    a command got no answer in time (no fault explains it)
+``command rejected``   the runtime rejected a command with another v1 ``Error`` code
 ``upload failure``     an upload slot or PUT failed
 ``stall``              no video frame for ``stall_seconds`` while generating (reported per episode)
-``media loss``         frames missing in the session (RTP packets lost); one per session
+``media loss``         frames missing in the session (RTP packets lost, or frames the server skipped
+                       because it fell behind: the error text says which); one per session
 ``late frames``        frames later than ``late_limit`` behind the session's own schedule
                        (and no stall explains it); one per session
 ``no effect``          a command was answered but the video never showed its change

@@ -78,7 +78,11 @@ class SessionFailed(Exception):
     """A step of the scenario failed; recorded in `LoadSession.failures` (reported when the session ends)."""
 
 
-class CommandRefused(SessionFailed):
+class StepFailed(SessionFailed):
+    """A step failed but the session is fine (a refused command, an effect not shown): it goes on."""
+
+
+class CommandRefused(StepFailed):
     """A command was refused (command_error / runtime error): the session goes on."""
 
 
@@ -445,7 +449,8 @@ class LoadSession:
                 )
         timeline = self.timeline
         if timeline.missing:
-            detail = "frames missing (RTP packets lost)"
+            lost = self.video is not None and self.video.lost_packets > 0
+            detail = "frames missing, RTP packets lost" if lost else "frames missing, skipped by the server"
             self._note(Failure("media loss", "video", detail, 0.0, timeline.missing, terminal=False))
         stalled = any(f.kind == "stall" for f in self.failures)
         if timeline.max_lateness > self.config.late_limit and not stalled:
@@ -509,6 +514,10 @@ class LoadSession:
         self._ok(label, answer.t - since)
         return answer
 
+    def _step_failed(self, step: str, seconds: float, error: str) -> StepFailed:
+        self._note(Failure("no effect", step, error, seconds * 1000.0, terminal=False))
+        return StepFailed(f"{step}: {error}")
+
     def _refused(self, step: str, seconds: float, error: str, kind: str) -> CommandRefused:
         self._note(Failure(kind, step, error, seconds * 1000.0, terminal=False))
         return CommandRefused(f"{step}: {error}")
@@ -542,6 +551,8 @@ class LoadSession:
             return next(iter(done)).result()
         finally:
             for wait in waits:
+                if wait.done() and not wait.cancelled():
+                    wait.exception()  # retrieved (both may have timed out)
                 wait.cancel()
 
     async def _effect(
@@ -564,13 +575,13 @@ class LoadSession:
         try:
             t, markers = await asyncio.wait_for(future, timeout=4 * self.config.chunk_seconds + 10)
         except TimeoutError:
-            raise self._fail(
-                label, time.monotonic() - t0, "the video never showed the change", "no effect"
+            raise self._step_failed(
+                label, time.monotonic() - t0, "the video never showed the change"
             ) from None
         delta = markers.chunk - screen if screen is not None else 0
         want = expected_chunk(answer) if expected_chunk is not None else None
         if want is not None and markers.chunk != want:
-            raise self._fail(label, t - t0, "took effect at another chunk than announced", "no effect")
+            raise self._step_failed(label, t - t0, "took effect at another chunk than announced")
         self._ok(label, t - t0, max(0, delta))
 
     async def start(self, prompt: str) -> None:
@@ -607,7 +618,9 @@ class LoadSession:
         )
 
     async def set_image(self, png: bytes) -> None:
-        ref = await self._timed("upload", self.client.upload(png, name="load.png", mime_type="image/png"))
+        ref = await self._timed(
+            "upload", self.client.upload(png, name="load.png", mime_type="image/png"), "upload failure"
+        )
         image_id = image_id_of(png)
         await self._effect(
             "set_image",
@@ -747,7 +760,7 @@ async def play(
             body.result()
         error = None
     except SessionFailed as exc:
-        if isinstance(exc, CommandRefused) and session.failures:
+        if isinstance(exc, StepFailed) and session.failures:
             session.failures[-1].terminal = True  # a command the session could not do without
         error = str(exc)
     except Exception as exc:  # anything unexpected still ends the session cleanly and is reported
@@ -792,7 +805,7 @@ async def _scenario(session: LoadSession, scenario: str, chunks: int, stop: asyn
         await session.wait_frame(lambda m, c=shown: m.chunk > c and m.frame >= CHUNK_FRAMES // 4)
         try:
             await step()
-        except CommandRefused:
+        except StepFailed:
             continue  # reported; the session goes on with the next step
     if stop is None or not stop.is_set():
         await session.wait_chunk_complete(last)
