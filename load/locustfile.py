@@ -124,6 +124,18 @@ def _arguments(parser: Any) -> None:
         help="Helios: write the frame totals as JSON to this path at the end",
     )
     add(
+        "--helios-allow-remote",
+        action="store_true",
+        default=False,
+        help="Helios: allow a non-loopback --host (default: refuse; load stays on this machine)",
+    )
+
+
+@events.init_command_line_parser.add_listener
+def _failure_arguments(parser: Any) -> None:
+    """Options of failure classification and the session accounting (load/accounting.py)."""
+    add = parser.add_argument
+    add(
         "--helios-queue-timeout",
         type=float,
         default=60.0,
@@ -155,12 +167,6 @@ def _arguments(parser: Any) -> None:
         action="store_true",
         default=False,
         help="Helios: never read the server's /admin record (no fault causes, no session accounting)",
-    )
-    add(
-        "--helios-allow-remote",
-        action="store_true",
-        default=False,
-        help="Helios: allow a non-loopback --host (default: refuse; load stays on this machine)",
     )
 
 
