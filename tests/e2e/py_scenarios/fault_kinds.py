@@ -1,13 +1,13 @@
-"""Several fault kinds against the published Python SDK (reactor-sdk 1.13.0), one server, one kind after another.
+"""Fault kinds against the published Python SDK (reactor-sdk 1.13.0): one server, one kind after another.
 
 Usage (through tests/e2e/ns_scenario.py; the server runs in production mode without faults)::
 
     python fault_kinds.py --out DIR --group signalling|generation [--speed 4]
 
 Each kind is armed over HTTP (``POST /admin/faults``) just before the step it hits, the SDK is driven, and the
-program keeps what the SDK showed the app (exception class, code and message, statuses, errors, messages) and
-how long it took. After each kind it waits until the server is clean (``GET /health`` says ``available``, every
-session in ``GET /admin/record`` is closed, no connection open in ``/metrics``) and notes how long that took.
+program keeps what the SDK showed the app (exception class, code and message, statuses, errors, messages)
+and how long it took. After each kind it waits until the server is clean (``GET /health`` says ``available``,
+every session in ``GET /admin/record`` is closed, no connection open in ``/metrics``) and notes how long.
 
 * ``signalling``: ``session_closed``, ``sdp_slow``, ``sdp_timeout``, ``ice_failure``, each on a new session
   (a fault without ``session_id`` binds to the next session created), then a plain session that streams.
@@ -42,7 +42,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
     """What the app sees of an exception."""
     out: dict[str, Any] = {"class": type(exc).__name__, "text": str(exc)}
     if isinstance(exc, ReactorError):
-        out |= {"code": exc.code, "message": exc.message, "recoverable": exc.recoverable, "status": exc.status}
+        out |= {"code": exc.code, "message": exc.message, "recoverable": exc.recoverable}
+        out["status"] = exc.status
     return out
 
 
@@ -105,7 +106,6 @@ class Run:
 
     async def connect(self, reactor: Reactor, facts: Facts) -> bool:
         """connect(); facts: connect_ms, or the error and how long it took to come."""
-        since = len(self.rec.statuses)
         started = time.monotonic()
         try:
             await reactor.connect()
@@ -118,8 +118,6 @@ class Run:
             facts["connect_ms"] = round((time.monotonic() - started) * 1000, 1)
             facts["session_id"] = reactor.session_id
             ok = True
-        await asyncio.sleep(0)  # let status events queued by the SDK in
-        facts["statuses"] = self.rec.statuses[since:]
         return ok
 
     async def stream_one_chunk(self, reactor: Reactor, facts: Facts) -> None:
@@ -146,12 +144,15 @@ class Run:
         facts: Facts = {"t_start_ms": self.rec.now_ms()}
         self.facts[name] = facts
         self.rec.note(f"── {name}")
+        statuses, errors = len(self.rec.statuses), len(self.rec.errors)
         try:
             await body(facts)
         except (ScenarioFailed, ReactorError, TimeoutError) as exc:
             facts["failed"] = _error(exc)
             self.rec.check(False, f"{name}: {exc}")
         facts["t_end_ms"] = self.rec.now_ms()
+        facts["statuses"] = self.rec.statuses[statuses:]  # status_changed events during this kind
+        facts["errors"] = [_error(e) for e in self.rec.errors[errors:]]  # on("error") events
 
 
 # ── signalling group ──────────────────────────────────────────────────────────────────────────────────────
@@ -163,7 +164,6 @@ async def connect_fault(run: Run, fault: dict[str, Any], facts: Facts, *, stream
     reactor = run.reactor()
     if await run.connect(reactor, facts) and stream:
         await run.stream_one_chunk(reactor, facts)
-    facts["errors_seen"] = [str(e) for e in run.rec.errors]
     await run.end(reactor, facts)
 
 
@@ -175,7 +175,8 @@ async def signalling(run: Run) -> None:
         "ice_failure": {"kind": "ice_failure"},
     }
     for name, fault in kinds.items():
-        await run.kind(name, lambda facts, f=fault, n=name: connect_fault(run, f, facts, stream=n == "sdp_slow"))
+        stream = name == "sdp_slow"  # the one that connects: it streams too
+        await run.kind(name, lambda facts, f=fault, s=stream: connect_fault(run, f, facts, stream=s))
     await run.kind("next_session", lambda facts: connect_fault_free(run, facts))
 
 
