@@ -106,13 +106,16 @@ class Run:
 
     async def connect(self, reactor: Reactor, facts: Facts) -> bool:
         """connect(); facts: connect_ms, or the error and how long it took to come."""
-        started = time.monotonic()
+        started, since = time.monotonic(), len(self.rec.statuses)
         try:
             await reactor.connect()
         except Exception as exc:
             facts["connect_error"] = _error(exc)
             facts["connect_failed_after_ms"] = round((time.monotonic() - started) * 1000, 1)
             facts["status_after"] = reactor.status.value
+            # the status_changed event is dispatched apart from the raise: wait (bounded) for it
+            await self.rec.settle_status("disconnected", since, timeout=5.0)
+            facts["disconnected_event_after_ms"] = round((time.monotonic() - started) * 1000, 1)
             ok = False
         else:
             facts["connect_ms"] = round((time.monotonic() - started) * 1000, 1)
