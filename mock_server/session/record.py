@@ -25,7 +25,7 @@ def json_size(item: Any) -> int:
     return len(json.dumps(item, default=str, separators=(",", ":")))
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a closed session's summary keeps thousands of these
 class Entry:
     t: float  # seconds since the session was created
     direction: str  # "in" (client -> server), "out" (server -> client), "http", "event", "fault"
@@ -35,6 +35,7 @@ class Entry:
     chunk: int | None = None
     body: Any = None
     request_id: str = ""
+    size: int = field(default=0, repr=False, compare=False)  # JSON bytes, counted against the budget
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t": round(self.t, 4), "direction": self.direction, "kind": self.kind}
@@ -47,7 +48,7 @@ class Entry:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejection:
     """An inbound frame or command the server refused before the model (runtime level)."""
 
@@ -57,6 +58,7 @@ class Rejection:
     message: str
     command: str | None = None
     raw: str = ""
+    size: int = field(default=0, repr=False, compare=False)  # JSON bytes, counted against the budget
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +86,6 @@ class SessionRecord:
     dropped_rejections: int = 0
     elided_bodies: int = 0
     _bytes: int = 0
-    _sizes: dict[int, int] = field(default_factory=dict)  # id(item) -> its JSON bytes
     _subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
 
     def now(self) -> float:
@@ -129,7 +130,7 @@ class SessionRecord:
 
     def _keep(self, item: Entry | Rejection, size: int) -> None:
         """Account for a new item; drop the oldest items while over the byte budget or the entry count."""
-        self._sizes[id(item)] = size
+        item.size = size
         self._bytes += size
         while len(self.entries) > MAX_ENTRIES:
             self._drop_entry()
@@ -138,11 +139,11 @@ class SessionRecord:
             if older_entry:
                 self._drop_entry()
             else:
-                self._bytes -= self._sizes.pop(id(self.rejections.popleft()), 0)
+                self._bytes -= self.rejections.popleft().size
                 self.dropped_rejections += 1
 
     def _drop_entry(self) -> None:
-        self._bytes -= self._sizes.pop(id(self.entries.popleft()), 0)
+        self._bytes -= self.entries.popleft().size
         self.dropped_entries += 1
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
