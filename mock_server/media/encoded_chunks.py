@@ -32,7 +32,7 @@ from mock_server.model.plan import ChunkPlan, ReferenceImage
 log = logging.getLogger("helios_mock.media")
 
 ENCODERS = {"video/VP8": "libvpx", "video/H264": "libx264"}
-RECENT_BYTES = 8 << 20  # packet bytes of recently used chunks kept beyond those a track is sending
+RECENT_BYTES = 4 << 20  # packet bytes of recently used chunks kept beyond those a track is sending
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
 
 

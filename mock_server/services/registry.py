@@ -32,7 +32,7 @@ from mock_server.services.access import (
     session_duration_limit,
 )
 from mock_server.services.tokens import Principal, TokenService
-from mock_server.session.record import SessionRecord
+from mock_server.session.record import ClosedRecord
 from mock_server.session.recording import Recording
 from mock_server.session.session import TRACKS, Session
 
@@ -55,7 +55,7 @@ class ClosedSession:
     close_reason: str | None
     chunks_generated: int
     connection_views: list[dict[str, Any]]
-    record: SessionRecord
+    record: ClosedRecord
     fired_faults: list[dict[str, Any]]
     plans: tuple[tuple[float, ChunkPlan], ...] = ()  # the last chunk plans (inspector thumbnails)
     recording: Recording | None = None  # clips already cut keep working after the end (until they expire)
@@ -72,7 +72,7 @@ class ClosedSession:
             close_reason=session.close_reason,
             chunks_generated=session.chunks_generated,
             connection_views=[c.describe() for c in session.connections.values()],
-            record=session.record,
+            record=ClosedRecord(session.record),
             fired_faults=list(session.faults.fired),
             plans=tuple(session.clock.plans)[-KEEP_CLOSED_PLANS:],
             current_chunk=session.helios.current_chunk,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,3 +176,77 @@ def _elided(body: Any) -> dict[str, Any]:
     """The marker an oversized body is replaced with: its size and the start of its JSON."""
     text = json.dumps(body, default=str, separators=(",", ":"))
     return {"elided": True, "bytes": len(text), "preview": text[:PREVIEW]}
+
+
+class ClosedRecord:
+    """The record of an ended session, kept compact: its JSON, zlib-compressed (a closed session's summary
+    holds this, not thousands of entry objects). Reads rebuild the entries; requests that still name the
+    session (e.g. `GET /sessions/{id}`) are added as before, within the same byte budget."""
+
+    def __init__(self, record: SessionRecord) -> None:
+        self.session_id = record.session_id
+        self.mode = record.mode
+        self.started_at = record.started_at
+        self.max_bytes = record.max_bytes
+        self.dropped_entries = record.dropped_entries
+        self.dropped_rejections = record.dropped_rejections
+        self.elided_bodies = record.elided_bodies
+        self._frozen_bytes = record.size
+        self._frozen_entries = len(record.entries)
+        self._frozen_rejections = len(record.rejections)
+        items = {
+            "entries": [e.to_json() for e in record.entries],
+            "rejections": [r.to_json() for r in record.rejections],
+        }
+        self._blob = zlib.compress(json.dumps(items, default=str, separators=(",", ":")).encode(), 6)
+        self._late: deque[Entry] = deque()  # added after the end
+        self._late_bytes = 0
+
+    def now(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def _items(self) -> dict[str, list[dict[str, Any]]]:
+        items: dict[str, list[dict[str, Any]]] = json.loads(zlib.decompress(self._blob))
+        return items
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [Entry(**e) for e in self._items()["entries"]] + list(self._late)
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return [Rejection(**r) for r in self._items()["rejections"]]
+
+    def add(self, direction: str, kind: str, **fields: Any) -> Entry:
+        entry = Entry(t=self.now(), direction=direction, kind=kind, **fields)
+        entry.size = json_size(entry.to_json())
+        self._late.append(entry)
+        self._late_bytes += entry.size
+        while self._late and (
+            self._frozen_bytes + self._late_bytes > self.max_bytes or len(self._late) > 1000
+        ):
+            self._late_bytes -= self._late.popleft().size
+            self.dropped_entries += 1
+        return entry
+
+    @property
+    def size(self) -> int:
+        return self._frozen_bytes + self._late_bytes
+
+    def truncation(self) -> dict[str, int]:
+        return {
+            "dropped_entries": self.dropped_entries,
+            "dropped_rejections": self.dropped_rejections,
+            "elided_bodies": self.elided_bodies,
+            "max_bytes": self.max_bytes,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        items = self._items()
+        return {
+            "session_id": self.session_id,
+            "mode": self.mode,
+            "entries": items["entries"] + [e.to_json() for e in self._late],
+            "rejections": items["rejections"],
+            "truncated": self.truncation(),
+        }
