@@ -255,23 +255,49 @@ class FuzzSession:
     # ------------------------------------------------------------------ generation
 
     async def check_generation(self, label: str) -> None:
-        """Start, and prove from the video that chunks 0-2 are generated; then reset to a still baseline."""
+        """Start, and prove from the video that chunks 0-2 are generated; then reset to a still baseline.
+
+        The schedule limits (docs/LIMITS.md: 16 pending prompts, 14 000 characters) may leave no room for
+        the check's own prompt after an item that filled the schedule (the 300-prompt flood stops at the
+        limit), and without a prompt at chunk 0 ``start`` is refused too. Both refusals are documented
+        answers, not crashes: the check then makes room the documented way (``reset``) and starts again.
+        """
         client = self.client
         resume_video(client)
-        client.send_command("set_prompt", {"prompt": f"generation check {label}"})
-        client.send_command("start")
-        first = len(client.frames)
-        try:
-            await client._wait(  # noqa: SLF001
-                lambda: any(f.markers is not None and f.markers.chunk >= 2 for f in client.frames[first:]),
-                GENERATION_TIMEOUT,
-                "a decoded frame of chunk 2",
-            )
-        except TimeoutError:
-            raise SessionCrashed(self._silence(f"the session stopped generating after {label}")) from None
+        if not await self._generates(label):
+            client.send_command("reset")
+            if not await self._generates(label):
+                raise SessionCrashed(self._silence(f"the session stopped generating after {label}"))
         client.send_command("reset")
         client.send_command("set_prompt", {"prompt": "fuzz baseline"})
         await self.barrier()
+
+    async def _generates(self, label: str) -> bool:
+        """set_prompt + start: True once a frame of chunk 2 is decoded, False when ``start`` is refused.
+
+        SessionCrashed when neither happens within GENERATION_TIMEOUT."""
+        client = self.client
+        since = len(client.received)
+        first = len(client.frames)
+        client.send_command("set_prompt", {"prompt": f"generation check {label}"})
+        client.send_command("start")
+
+        def start_refused() -> bool:
+            return any(
+                r.type == "command_error" and isinstance(r.data, dict) and r.data.get("command") == "start"
+                for r in client.received[since:]
+            )
+
+        def generated() -> bool:
+            return any(f.markers is not None and f.markers.chunk >= 2 for f in client.frames[first:])
+
+        try:
+            await client._wait(  # noqa: SLF001
+                lambda: generated() or start_refused(), GENERATION_TIMEOUT, "a decoded frame of chunk 2"
+            )
+        except TimeoutError:
+            raise SessionCrashed(self._silence(f"the session stopped generating after {label}")) from None
+        return generated()
 
 
 # ---------------------------------------------------------------------------------------------- the run
