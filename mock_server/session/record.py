@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import zlib
 from collections import deque
@@ -81,6 +82,7 @@ class SessionRecord:
         DEFAULT_MAX_ENTRY_BYTES  # an entry body past this is elided (max_record_entry_bytes)
     )
     started_at: float = field(default_factory=time.monotonic)
+    uid: str = field(default_factory=lambda: secrets.token_hex(6))  # names the session for good (also closed)
     entries: deque[Entry] = field(default_factory=deque)
     rejections: deque[Rejection] = field(default_factory=deque)
     dropped_entries: int = 0
@@ -187,6 +189,7 @@ class ClosedRecord:
         self.session_id = record.session_id
         self.mode = record.mode
         self.started_at = record.started_at
+        self.uid = record.uid
         self.max_bytes = record.max_bytes
         self.dropped_entries = record.dropped_entries
         self.dropped_rejections = record.dropped_rejections
