@@ -72,6 +72,7 @@ def banner(settings: Settings, port: int) -> str:
         f"media {settings.media}): API {base}  inspector {base}/  docs {base}/docs  metrics {base}/metrics"
     )
 
+
 GC_THRESHOLDS = (50_000, 20, 10)
 
 

@@ -3,6 +3,11 @@
 Frames are a deterministic function of the chunk plan, so the encoded chunk is too. A chunk is encoded
 with a fresh encoder, so its first frame is a key frame and its 33 packets decode on their own. Encoding
 runs in a worker thread, frame by frame; a sender can take packet i as soon as it exists.
+
+The cache holds a chunk for as long as a track sends it (weakly: the tracks own it), and keeps the most
+recently used chunks besides, up to `RECENT_BYTES` of packets, so sessions that show the same content a
+little later (a load test, a suite replaying prompts) find it encoded. Memory therefore stays flat under
+churn of sessions that each show content of their own (docs/LIMITS.md, "Memory under churn").
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from mock_server.model.plan import ChunkPlan, ReferenceImage
 log = logging.getLogger("helios_mock.media")
 
 ENCODERS = {"video/VP8": "libvpx", "video/H264": "libx264"}
+RECENT_BYTES = 4 << 20  # packet bytes of recently used chunks kept beyond those a track is sending
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
 
 
@@ -65,7 +71,9 @@ class EncodedChunk:
         self.nbytes = 0
 
     async def packet(self, index: int) -> bytes:
-        await self._available[index].wait()
+        available = self._available
+        if available:  # emptied once every packet is in: nothing to wait for any more
+            await available[index].wait()
         data = self.packets[index]
         if data is None:
             raise RuntimeError(self.error or "chunk encoding failed")
@@ -75,22 +83,24 @@ class EncodedChunk:
         self.packets[index] = data
         self.nbytes += len(data or b"")
         self._available[index].set()
+        if index == CHUNK_FRAMES - 1:  # packets arrive in order: the chunk is complete
+            self._available = []  # the events are set; waiters hold their own; a cached chunk needs none
 
     def _fail(self, error: str) -> None:
         self.error = error
         for index in range(CHUNK_FRAMES):
-            if not self._available[index].is_set():
+            if self._available and not self._available[index].is_set():
                 self._deliver(index, None)
 
 
 class EncodedChunkCache:
-    """Process-wide, byte-bounded LRU of encoded chunks, shared by all sessions."""
+    """Encoded chunks shared by all sessions: those being sent, plus a byte-bounded LRU of recent ones."""
 
     def __init__(
         self,
         native_size: tuple[int, int],
         *,
-        max_bytes: int = 256 << 20,
+        max_bytes: int = RECENT_BYTES,
         bitrate: int = DEFAULT_BITRATE,
         on_encoded: Callable[[float], None] = lambda seconds: None,
     ) -> None:
@@ -99,7 +109,8 @@ class EncodedChunkCache:
         self._on_encoded = on_encoded
         self.max_bytes = max_bytes
         self.bitrate = bitrate
-        self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
+        self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()  # recent ones (strong)
+        self._in_use: weakref.WeakValueDictionary[Hashable, EncodedChunk] = weakref.WeakValueDictionary()
         self.hits = 0
         self.misses = 0
         self.frames_encoded = 0
@@ -108,15 +119,18 @@ class EncodedChunkCache:
     def chunk(self, plan: ChunkPlan, mime_type: str) -> EncodedChunk:
         """The encoded chunk for this plan and codec; starts encoding it on first use."""
         key = content_key(plan, self.native_size, mime_type)
-        found = self._chunks.get(key)
+        found = self._chunks.get(key) or self._in_use.get(key)
         if found is not None:
             self.hits += 1
+            self._chunks[key] = found
             self._chunks.move_to_end(key)
+            self._evict()
             return found
         self.misses += 1
         loop = asyncio.get_running_loop()
         chunk = EncodedChunk(loop)
         self._chunks[key] = chunk
+        self._in_use[key] = chunk
         loop.run_in_executor(None, self._encode, plan, mime_type, chunk)
         self._evict()
         return chunk
