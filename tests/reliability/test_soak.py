@@ -5,7 +5,7 @@ loopback, samples the server's RSS, fds and threads, and fails above ``CI_RSS_GR
 sessions after the warm-up (and on leaked sessions or a server that does not say ``available`` afterwards).
 The issue's target, < 2 MB per 100 sessions, is judged over the 10-minute soak by hand (the script's
 default threshold): ``python load/soak.py --minutes 10``. 60 s on a shared CI machine measures the slope over
-~250 sessions, which scatters by about ±1 MB; 5 MB still catches a leaked session (~10 MB per 100 each).
+~250 sessions, which scatters by about ±1 MB; 5 MB still catches the leaks found so far (29–62 MB).
 """
 
 from __future__ import annotations
