@@ -8,7 +8,10 @@ over pipes, one JSON object per line:
 * Locust → agent: ``{"op": "run", "id": ..., "config": {...SessionConfig}, "scenario": ..., "chunks": N}``,
   ``{"op": "cancel", "id": ...}``, ``{"op": "quit"}`` (end of input also quits).
 * agent → Locust: ``{"ev": "ready"}`` once, then per run ``{"id", "ev": "req", "name", "ms", "len", "err"}``
-  for every measurement and a final ``{"id", "ev": "done", "ok", "error", "summary"}``.
+  for every measurement (``err`` set: a failure, ``name`` its kind, see load/accounting.py) and a final
+  ``{"id", "ev": "done", "ok", "error", "summary"}``; the summary names the ``session_id`` (None if none
+  was created), the ``outcome`` (``ok``, ``degraded``, ``cut`` or the kind that ended it), every failure
+  ``kinds`` and the ``retry_after`` of a refused creation.
 
 All sessions of the agent share one event loop; ICE is restricted to 127.0.0.1 (loopback-only load).
 """
@@ -49,8 +52,8 @@ async def _run(run_id: str, request: dict[str, Any]) -> None:
         session = LoadSession(SessionConfig(**request["config"]), report)
         scenario, chunks = str(request["scenario"]), int(request["chunks"])
     except Exception as exc:  # a malformed request
-        report("session", 0.0, 0, f"{type(exc).__name__}: {exc}")
-        done(False, f"{type(exc).__name__}: {exc}", {})
+        report("client error", 0.0, 0, f"request: {type(exc).__name__}: {exc}")
+        done(False, f"{type(exc).__name__}: {exc}", {"outcome": "client error"})
         return
     try:
         result = await play(session, scenario, chunks)
@@ -59,8 +62,8 @@ async def _run(run_id: str, request: dict[str, Any]) -> None:
         done(False, "cancelled", session.summary())
         raise
     except Exception as exc:  # e.g. a scenario that needs decoded video: make it visible in the stats
-        report("session", 0.0, 0, f"{type(exc).__name__}: {exc}")
-        done(False, f"{type(exc).__name__}: {exc}", session.summary())
+        report("client error", 0.0, 0, f"session: {type(exc).__name__}: {exc}")
+        done(False, f"{type(exc).__name__}: {exc}", {**session.summary(), "outcome": "client error"})
 
 
 async def main() -> None:

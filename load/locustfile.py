@@ -34,6 +34,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -44,11 +46,12 @@ from gevent.lock import Semaphore
 from gevent.queue import Empty, Queue
 from locust import User, constant, events, task
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 if not __package__:  # run by path (locust -f, python …/agent.py): import the siblings as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = Path(__file__).resolve().parent.name  # "load" in a checkout, "helios_mock_load" installed
+from .accounting import Accounting, accounting_text, reconcile  # noqa: E402
 from .session import SCENARIOS, SEED  # noqa: E402
 
 AGENT = Path(__file__).resolve().parent / "agent.py"
@@ -128,6 +131,45 @@ def _arguments(parser: Any) -> None:
     )
 
 
+@events.init_command_line_parser.add_listener
+def _failure_arguments(parser: Any) -> None:
+    """Options of failure classification and the session accounting (load/accounting.py)."""
+    add = parser.add_argument
+    add(
+        "--helios-queue-timeout",
+        type=float,
+        default=60.0,
+        env_var="LOCUST_HELIOS_QUEUE_TIMEOUT",
+        help="Helios: longest wait for a queued session to become ready (then: failure 'queue timeout')",
+    )
+    add(
+        "--helios-stall-seconds",
+        type=float,
+        default=3.0,
+        env_var="LOCUST_HELIOS_STALL_SECONDS",
+        help="Helios: no video frame for this long while generating is a 'stall'",
+    )
+    add(
+        "--helios-late-limit",
+        type=float,
+        default=2.0,
+        env_var="LOCUST_HELIOS_LATE_LIMIT",
+        help="Helios: a frame later than this (s) behind the session's schedule makes it 'late frames'",
+    )
+    add(
+        "--helios-admin-token",
+        default="",
+        env_var="LOCUST_HELIOS_ADMIN_TOKEN",
+        help="Helios: the mock's --admin-token, for the record reads (fault causes, session accounting)",
+    )
+    add(
+        "--helios-no-admin",
+        action="store_true",
+        default=False,
+        help="Helios: never read the server's /admin record (no fault causes, no session accounting)",
+    )
+
+
 # ---------------------------------------------------------------------- frame totals (per process)
 
 _totals: dict[str, int] = dict.fromkeys(TOTAL_KEYS, 0)  # since the last report to the master
@@ -177,10 +219,12 @@ def summary_text(totals: dict[str, int]) -> str:
 @events.test_stop.add_listener
 def _test_stop(environment: Environment, **_kwargs: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
+        _account_distributed(environment)
         return
     Agent.drain(timeout=15.0)  # cut sessions report their frames once closed
     if not isinstance(environment.runner, WorkerRunner):
         print(summary_text(_grand), flush=True)
+        _account(environment, list(_runs))
 
 
 @events.quitting.add_listener
@@ -193,6 +237,119 @@ def _quitting(environment: Environment, **_kwargs: Any) -> None:
     path = environment.parsed_options.helios_summary if environment.parsed_options else ""
     if path:
         Path(path).write_text(json.dumps(_grand, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------- session accounting
+# Every creation attempt of this process is a run: {session_id, outcome, kinds} (load/accounting.py). At the
+# end of the test the master (or the local runner) collects every run and compares them with the server's
+# GET /admin/record: sessions still open, or known to only one side, fail the run (exit code 1).
+
+ACCOUNT_REQUEST = "helios_account"  # master → workers: stop, drain, send your runs
+ACCOUNT_REPLY = "helios_runs"  # worker → master: {runs, totals}
+WORKER_ANSWER_WAIT = 60.0  # seconds the master waits for every worker's runs
+SETTLE_WAIT = 10.0  # seconds the server gets to close the sessions the users deleted
+_runs: list[dict[str, Any]] = []  # every run of this process (cumulative)
+_before: set[str] | None = None  # server sessions known when the test started (None: no admin record)
+_worker_runs: dict[str, list[dict[str, Any]]] = {}  # master: each worker's runs, once it answered
+
+
+def _run_record(msg: dict[str, Any]) -> dict[str, Any]:
+    summary = msg.get("summary") or {}
+    return {
+        "session_id": summary.get("session_id"),
+        "outcome": summary.get("outcome"),
+        "kinds": list(summary.get("kinds") or ()),
+    }
+
+
+def _admin_sessions(environment: Environment) -> list[dict[str, Any]] | None:
+    """The server's sessions (GET /admin/record), or None when admin reads are off or impossible."""
+    opts = environment.parsed_options
+    if opts is None or opts.helios_no_admin or not environment.host:
+        return None
+    request = urllib.request.Request(environment.host.rstrip("/") + "/admin/record")
+    if opts.helios_admin_token:
+        request.add_header("X-Helios-Admin-Token", opts.helios_admin_token)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return list(json.load(resp).get("sessions") or [])
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"Helios: cannot read {request.full_url}: {exc}", flush=True)
+        return None
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_kwargs: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(ACCOUNT_REPLY, _on_worker_runs)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(ACCOUNT_REQUEST, _on_account_request, concurrent=True)
+
+
+@events.test_start.add_listener
+def _test_start(environment: Environment, **_kwargs: Any) -> None:
+    global _before
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    sessions = _admin_sessions(environment)
+    _before = None if sessions is None else {str(s.get("session_id")) for s in sessions}
+
+
+def _on_account_request(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+    """Worker: stop the users (their sessions close), wait for every outcome, send the runs to the master."""
+    runner = environment.runner
+    assert isinstance(runner, WorkerRunner)
+    if runner.state in (STATE_RUNNING, STATE_SPAWNING):
+        runner.stop()
+    Agent.drain(timeout=15.0)
+    totals = dict(_totals)  # not yet reported: the master would miss them after it stops listening
+    for key in TOTAL_KEYS:
+        _totals[key] = 0
+    runner.send_message(ACCOUNT_REPLY, {"runs": list(_runs), "totals": totals})
+
+
+def _on_worker_runs(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+    data = msg.data or {}
+    _add(_grand, data.get("totals") or {})
+    _worker_runs[msg.node_id] = list(data.get("runs") or ())
+
+
+def _account_distributed(environment: Environment) -> None:
+    runner = environment.runner
+    assert isinstance(runner, MasterRunner)
+    expected = {worker.id for worker in runner.clients.all if worker.state != STATE_MISSING}
+    _worker_runs.clear()
+    runner.send_message(ACCOUNT_REQUEST)
+    deadline = time.monotonic() + WORKER_ANSWER_WAIT
+    while not expected <= set(_worker_runs) and time.monotonic() < deadline:
+        gevent.sleep(0.2)
+    problems = [
+        f"worker {worker} did not send its sessions within {WORKER_ANSWER_WAIT:.0f} s"
+        for worker in sorted(expected - set(_worker_runs))
+    ]
+    _account(environment, [run for runs in _worker_runs.values() for run in runs], problems)
+
+
+def _account(environment: Environment, runs: list[dict[str, Any]], problems: list[str] | None = None) -> None:
+    """Print the accounting table; a session unaccounted for or still open sets exit code 1."""
+    if _before is None:
+        print("Helios session accounting skipped: the server's /admin/record was not read", flush=True)
+        return
+    deadline = time.monotonic() + SETTLE_WAIT
+    while True:
+        sessions = _admin_sessions(environment)
+        if sessions is None:
+            print("Helios session accounting skipped: the server's record could not be read", flush=True)
+            return
+        accounting: Accounting = reconcile(runs, sessions, _before)
+        if not accounting.still_open or time.monotonic() > deadline:
+            break
+        gevent.sleep(0.5)
+    accounting.problems += problems or []
+    print(accounting_text(accounting), flush=True)
+    if not accounting.accounted:
+        environment.process_exit_code = 1
 
 
 # ---------------------------------------------------------------------- the agent bridge
@@ -265,9 +422,12 @@ class Agent:
             if msg.get("ev") == "done":
                 self.active.discard(str(msg.get("id")))
                 _count_session(bool(msg.get("ok")), msg.get("summary") or {})
+                _runs.append(_run_record(msg))
             queue = self.queues.get(str(msg.get("id")))
             if queue is not None:
                 queue.put(msg)
+        for _run_id in self.active:  # never reported: the accounting counts them as "no outcome"
+            _runs.append({"session_id": None, "outcome": None, "kinds": []})
         self.active.clear()
         for queue in self.queues.values():  # the agent died: wake every waiting user
             queue.put({"ev": "done", "ok": False, "error": "the load agent exited", "summary": {}})
@@ -323,8 +483,13 @@ class HeliosUser(User):
             "speed": speed,
             "seed": int(opts.helios_seed),
             "decode": not opts.helios_no_decode,
+            "queue_timeout": float(opts.helios_queue_timeout),
+            "stall_seconds": float(opts.helios_stall_seconds),
+            "late_limit": float(opts.helios_late_limit),
+            "admin": not opts.helios_no_admin,
+            "admin_token": opts.helios_admin_token,
         }
-        budget = 120.0 + 3 * chunks * 33 / (24.0 * speed)
+        budget = 120.0 + float(opts.helios_queue_timeout) + 3 * chunks * 33 / (24.0 * speed)
         return {"config": config, "scenario": opts.helios_scenario, "chunks": chunks}, budget
 
     @task
@@ -332,34 +497,42 @@ class HeliosUser(User):
         request, budget = self._request()
         agent = Agent.get()
         run_id, queue = agent.run(request)
-        fire = self.environment.events.request.fire
         finished = False
-        deadline = time.monotonic() + budget
+        retry_after = 0.0
         try:
-            while True:
-                try:
-                    msg = queue.get(timeout=max(0.1, deadline - time.monotonic()))
-                except Empty:
-                    fire(
-                        request_type="helios",
-                        name="session",
-                        response_time=budget * 1000.0,
-                        response_length=0,
-                        exception=TimeoutError(f"session exceeded {budget:.0f} s"),
-                        context={},
-                    )
-                    return
-                if msg.get("ev") == "done":
-                    finished = True
-                    return
-                error = msg.get("err")
-                fire(
-                    request_type="helios",
-                    name=msg["name"],
-                    response_time=float(msg["ms"]),
-                    response_length=int(msg.get("len") or 0),
-                    exception=RuntimeError(error) if error else None,
-                    context={},
-                )
+            finished, retry_after = self._follow(queue, budget)
         finally:
             agent.forget(run_id, cancel=not finished)
+        if retry_after > 0:  # a refused creation named when to come back: honour it
+            gevent.sleep(retry_after)
+
+    def _follow(self, queue: Queue, budget: float) -> tuple[bool, float]:
+        """Fire a request event for every measurement of the run until it is done: (done, retry_after).
+
+        Failures (``err`` set) are rows of type ``failure`` named by their kind (load/accounting.py)."""
+        fire = self.environment.events.request.fire
+        deadline = time.monotonic() + budget
+        while True:
+            try:
+                msg = queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Empty:
+                fire(
+                    request_type="failure",
+                    name="session timeout",
+                    response_time=budget * 1000.0,
+                    response_length=0,
+                    exception=TimeoutError("the session exceeded the user's time budget"),
+                    context={},
+                )
+                return False, 0.0
+            if msg.get("ev") == "done":
+                return True, float((msg.get("summary") or {}).get("retry_after") or 0.0)
+            error = msg.get("err")
+            fire(
+                request_type="failure" if error else "helios",
+                name=msg["name"],
+                response_time=float(msg["ms"]),
+                response_length=int(msg.get("len") or 0),
+                exception=RuntimeError(error) if error else None,
+                context={},
+            )

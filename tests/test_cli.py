@@ -104,3 +104,34 @@ def test_version_comes_from_the_package_metadata() -> None:
     proc = _run(["--version"])
     assert proc.stdout.strip() == f"helios-mock {mock_server.__version__}"
     assert mock_server.__version__ == version("helios-mock")
+
+
+async def test_served_connections_get_tcp_nodelay() -> None:
+    """`serve` listens on a socket whose accepted connections asyncio marks TCP_NODELAY (else Nagle and the
+    client's delayed ACK add ~40 ms to every answer written in two parts)."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from mock_server.cli import _tcp
+
+    config = uvicorn.Config(app=None, host="127.0.0.1", port=0)  # type: ignore[arg-type]
+    listening = _tcp(config.bind_socket())
+    assert listening.proto == socket.IPPROTO_TCP
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+    try:
+        port = listening.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(accepted, 5) != 0
+        writer.close()
+    finally:
+        server.close()

@@ -120,6 +120,17 @@ async def _raw_put(url: str, head: bytes) -> tuple[asyncio.StreamReader, asyncio
     return reader, writer
 
 
+async def test_lone_surrogate_bodies_get_422_and_never_reach_the_record() -> None:
+    """The lenient routes parse with the wire's bounds: valid JSON holding "\\ud800" is not text."""
+    async with _mock() as (url, _), httpx.AsyncClient(base_url=url, timeout=BOUND) as http:
+        assert (await http.post("/start_session", json={})).status_code == 200
+        body = b'{"reason": "fox \\ud800 snow"}'
+        resp = await http.post("/stop_session", content=body, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 422 and "surrogate" in _detail(resp)
+        assert (await http.get("/session")).json()["state"] != "CLOSING"  # the session was not stopped
+        assert (await http.get("/admin/record")).status_code == 200
+
+
 async def test_upload_longer_than_its_slot_is_refused_before_the_body_is_read() -> None:
     async with _mock() as (url, registry), httpx.AsyncClient(base_url=url, timeout=BOUND) as http:
         await http.post("/start_session", json={})

@@ -9,42 +9,16 @@ cancelled its own task before closing the peers, so the client stayed connected 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from loopback_mock import mock_on_loopback
 
-from conformance.server import free_port
 from conformance.wire_client import WireClient
-from mock_server.app import create_app
-from mock_server.config import Settings
-from mock_server.transport.ice import restrict_host_addresses
 
 BOUND = 10.0  # seconds: generous bound for a loaded machine; the close itself takes milliseconds
-
-
-@contextlib.asynccontextmanager
-async def _mock(**limits: Any) -> AsyncIterator[str]:
-    """The mock on a free loopback port, with `limits` as settings; yields its base URL."""
-    restrict_host_addresses(["127.0.0.1"])
-    port = free_port()
-    settings = Settings(port=port, speed=20.0, native_size=(160, 96), ice_addresses=("127.0.0.1",), **limits)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        async with asyncio.timeout(BOUND):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, BOUND)
 
 
 async def _left_connected(client: WireClient) -> asyncio.Event:
@@ -72,7 +46,7 @@ async def _ended_record(url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("wire", ["v0", "v1"])
 async def test_max_duration_closes_the_clients_peer_connection(wire: str) -> None:
-    async with _mock(max_session_duration=1.0) as url:
+    async with mock_on_loopback(max_session_duration=1.0) as url:
         client = WireClient(url, wire=wire)
         try:
             await client.connect(timeout=BOUND)
@@ -96,7 +70,7 @@ async def test_reconnect_grace_closes_a_silent_clients_peer_connection(
 ) -> None:
     """The ping watchdog drops a silent connection; the grace ends the session; the client learns."""
     caplog.set_level(logging.INFO, "helios_mock")
-    async with _mock(ping_timeout=0.6, reconnect_grace=0.6) as url:
+    async with mock_on_loopback(ping_timeout=0.6, reconnect_grace=0.6) as url:
         client = WireClient(url, wire="v0")
         try:
             await client.connect(timeout=BOUND)

@@ -203,7 +203,7 @@ class UploadFailureParams(_Params):
 
     def error(self) -> ApiError:
         """The failure to raise from the upload PUT route."""
-        return ApiError(self.status, self.detail or DEFAULT_DETAIL[self.status])
+        return ApiError(self.status, self.detail or UPLOAD_DETAIL[self.status])
 
 
 # ------------------------------------------------------------------------------------------ the kinds
@@ -259,7 +259,10 @@ DEFAULT_DETAIL = {
     429: "too many sessions; retry later",
     500: "the coordinator failed to create the session",
     503: "no GPU is available for this model right now",
+}
+UPLOAD_DETAIL = {  # an upload PUT is not a session creation: its own default texts
     403: "upload URL expired",
+    500: "the upload storage failed; upload the file again",
 }
 
 

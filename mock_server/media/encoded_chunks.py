@@ -5,7 +5,10 @@ key frame, so its 33 packets decode on their own. Encoding runs in worker proces
 (``encode_workers.py``; ``encoders="threads"`` runs the same scheduler on threads of this process instead),
 frame by frame, most urgent first; a sender can take packet i as soon as it exists. Only encoded packets
 are kept (no raw frames), and only while they may still be asked for: a chunk no track asked for in
-``keep_seconds`` is dropped, and the cache is byte-bounded.
+``keep_seconds`` is dropped. The cache holds a chunk for as long as a track sends it (weakly: the tracks own
+it), and keeps the most recently used chunks besides, up to `RECENT_BYTES` of packets, so sessions showing
+the same content a little later find it encoded while memory stays flat under churn of sessions that each
+show content of their own (docs/LIMITS.md, "Memory under churn").
 
 A connection that asks for a key frame mid-chunk (RTCP PLI/FIR) gets a private ``recovery`` chunk: the rest
 of the current chunk, re-encoded from the frame it is at, starting with a key frame.
@@ -28,6 +31,7 @@ from mock_server.media.encode_workers import ProcessEncoders
 from mock_server.media.encoder import ENCODERS, EncoderPool
 from mock_server.model.plan import ChunkPlan, ReferenceImage
 
+RECENT_BYTES = 4 << 20  # packet bytes of recently used chunks kept beyond those a track is sending
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
 
 __all__ = ["ENCODERS", "ChunkCancelled", "EncodedChunk", "EncodedChunkCache", "content_key"]
@@ -127,7 +131,7 @@ class EncodedChunkCache:
         native_size: tuple[int, int],
         *,
         frame_interval: float = 1 / 24,
-        max_bytes: int = 64 << 20,
+        max_bytes: int = RECENT_BYTES,
         keep_seconds: float = 30.0,
         bitrate: int = DEFAULT_BITRATE,
         workers: int | None = None,
@@ -150,7 +154,8 @@ class EncodedChunkCache:
         else:
             raise ValueError(f"encoders must be 'processes' or 'threads', not {encoders!r}")
         self.scheduler.on_encoded = on_encoded
-        self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()
+        self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()  # recent ones (strong)
+        self._in_use: weakref.WeakValueDictionary[Hashable, EncodedChunk] = weakref.WeakValueDictionary()
         self.hits = 0
         self.misses = 0
         self.recoveries = 0
@@ -163,15 +168,18 @@ class EncodedChunkCache:
     def chunk(self, plan: ChunkPlan, mime_type: str) -> EncodedChunk:
         """The encoded chunk for this plan and codec; starts encoding it on first use."""
         key = content_key(plan, self.native_size, mime_type)
-        found = self._chunks.get(key)
+        found = self._chunks.get(key) or self._in_use.get(key)
         if found is not None and not found.cancelled:
             self.hits += 1
             found.last_used = time.monotonic()
+            self._chunks[key] = found
             self._chunks.move_to_end(key)
+            self._evict()
             return found
         self.misses += 1
         chunk = self._encode(plan, mime_type, 0)
         self._chunks[key] = chunk
+        self._in_use[key] = chunk
         self._evict()
         return chunk
 

@@ -17,7 +17,8 @@ from mock_server.services.admin_guard import WS_POLICY_VIOLATION
 
 log = logging.getLogger("helios_mock.http")
 
-router = APIRouter(tags=["admin"], dependencies=[ADMIN_ONLY])  # HTTP routes; the WebSocket checks itself
+# HTTP routes (the admin guard answers 401/403 on each); the WebSocket checks itself
+router = APIRouter(tags=["admin"], dependencies=[ADMIN_ONLY], responses=errors(401, 403))
 socket_router = APIRouter(tags=["admin"])
 
 
@@ -42,7 +43,7 @@ PING_TOLERANCE = Query(
 )
 
 
-@router.get("/admin/violations")
+@router.get("/admin/violations", responses=errors(400, 422))
 async def admin_violations(
     registry: RegistryDep,
     ignore: list[str] = IGNORE,
@@ -53,7 +54,7 @@ async def admin_violations(
     return verdicts.violations(registry, ignore=ignore, only=only, ping_tolerance=ping_tolerance)
 
 
-@router.get("/admin/sessions/{session_id}/violations")
+@router.get("/admin/sessions/{session_id}/violations", responses=errors(400, 404, 422))
 async def admin_session_violations(
     session_id: str,
     registry: RegistryDep,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mock_server.errors import Invalid, Unprocessable
+from mock_server.errors import Invalid, TooLarge, Unprocessable
+from mock_server.textlimits import JsonRejected, parse_json_bounded
 
 
 class _Body(BaseModel):
@@ -49,16 +49,18 @@ class UploadRequest(_Body):
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """Lenient body for routes whose clients send `{}`, `null` or nothing."""
+    """Lenient body for routes whose clients send `{}`, `null` or nothing; parsed with the same bounds as a
+    v0 frame (size, depth, no lone surrogates, no NaN), so nothing unencodable reaches a record."""
     raw = await request.body()
     if not raw.strip():
         return {}
+    settings = request.app.state.registry.settings
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Unprocessable("request body is not valid JSON") from None
-    except RecursionError:  # the body guard refuses deep bodies first; this is the last line
-        raise Unprocessable("the JSON body nests too deeply (limit max_json_depth)") from None
+        limits = {"max_depth": settings.max_json_depth, "max_bytes": settings.max_request_bytes}
+        body = parse_json_bounded(raw, **limits)
+    except JsonRejected as exc:
+        problem = f"request body {exc.reason}"
+        raise (TooLarge(problem) if exc.too_large else Unprocessable(problem)) from None
     if body is None:
         return {}
     if not isinstance(body, dict):

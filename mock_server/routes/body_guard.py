@@ -22,6 +22,7 @@ from mock_server.errors import ApiError
 log = logging.getLogger("helios_mock.http")
 
 UPLOAD_PREFIX = "/uploads/"
+DRAIN_FACTOR = 4  # a refused body up to 4 × max_request_bytes is read and dropped before the 413
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 
@@ -65,6 +66,8 @@ class BodyGuard:
             body = await self._read(scope, timed)
         except BodyRefused as refused:
             log.info("%s %s -> %d: %s", scope["method"], scope["path"], refused.status, refused.detail)
+            if refused.status == 413:
+                await self._drain(scope, timed)
             await _answer(send, refused.status, refused.detail)
             return
         await self.app(scope, _replay(body, receive), send)
@@ -82,6 +85,25 @@ class BodyGuard:
                 ) from None
 
         return timed_receive
+
+    async def _drain(self, scope: Scope, receive: Receive) -> None:
+        """Read and discard the rest of a refused body (up to DRAIN_FACTOR × max_request_bytes, within
+        body_read_timeout in all), so the connection can close cleanly: closing a socket with unread
+        bytes resets it, and a client still sending would see the reset instead of the 413."""
+        budget = DRAIN_FACTOR * self.settings.max_request_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > budget:
+            return
+        drained = 0
+        try:
+            async with asyncio.timeout(self.settings.body_read_timeout):
+                while drained <= budget:
+                    message = await receive()
+                    drained += len(message.get("body", b""))
+                    if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                        return
+        except (TimeoutError, ApiError):
+            return
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.settings.max_request_bytes

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
 from mock_server.routes.deps import RegistryDep
+from mock_server.routes.errors import errors
 from mock_server.services.admin import session_for_path
 from mock_server.services.clips import PLAYLIST_TYPE, ClipService
 
@@ -35,7 +36,12 @@ def clip_service(request: Request, registry: RegistryDep) -> ClipService:
 ClipsDep = Annotated[ClipService, Depends(clip_service)]
 
 
-@router.get("")
+# 400 a clip URL lacking parts, 403 forged or expired, 401/403/404 a production session's authorization,
+# 404 a forgotten recording or a chunk outside the clip, 410 a chunk the recording no longer holds
+CLIP_ERRORS = errors(400, 401, 403, 404, 410)
+
+
+@router.get("", responses=CLIP_ERRORS)
 async def playlist(
     request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
 ) -> Response:
@@ -47,7 +53,7 @@ async def playlist(
     return Response(answer.text, media_type=PLAYLIST_TYPE, headers=_NO_STORE)
 
 
-@router.get("/init/{seq}.mp4")
+@router.get("/init/{seq}.mp4", responses={**CLIP_ERRORS, **errors(422)})
 async def init_segment(
     seq: int, request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
 ) -> Response:
@@ -55,7 +61,7 @@ async def init_segment(
     return Response(data, media_type="video/mp4")
 
 
-@router.get("/chunks/{seq}.m4s")
+@router.get("/chunks/{seq}.m4s", responses={**CLIP_ERRORS, **errors(422)})
 async def media_segment(
     seq: int, request: Request, clips: ClipsDep, authorization: str | None = Header(default=None)
 ) -> Response:

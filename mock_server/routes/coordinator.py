@@ -20,7 +20,7 @@ async def mint_token(request: Request, registry: RegistryDep) -> dict[str, Any]:
     return registry.mint_token(api_key_from_headers(request.headers), await json_body(request))
 
 
-@router.get("/tokens", responses=errors(401, 403))
+@router.get("/tokens", responses=errors(401, 403, 404))
 async def mint_unscoped_token(request: Request, registry: RegistryDep) -> dict[str, Any]:
     """Mint an unscoped JWT for the `Reactor-API-Key` account (what `GET /tokens` clients expect)."""
     return registry.mint_token(api_key_from_headers(request.headers), None)

@@ -26,12 +26,14 @@ class ErrorDetail(BaseModel):
 
 WHY = {
     400: "bad request: the detail says which value is wrong",
-    401: "missing, empty or expired bearer token / API key",
-    403: "refused: expired upload URL, or a token's session quota is spent",
+    401: "missing, empty or expired bearer token / API key; or a missing or wrong admin token",
+    403: "refused: expired upload or clip URL, a forged clip URL, a token's session quota is spent, "
+    "or an admin route called cross-origin",
     404: "unknown session, connection, upload or model; or this mode's routes are off",
     405: "method not allowed on this path (the Allow header lists the allowed ones)",
     408: "the request body did not arrive in time (body_read_timeout)",
     409: "conflict: the upload was already filled, or a per-session limit is reached",
+    410: "gone: the recording no longer holds this chunk (retention, or the clip links expired)",
     413: "too large: request body, upload size, or a per-connection count limit",
     422: "unprocessable: the body does not validate, or nests too deeply (max_json_depth)",
     429: "rate or concurrency limit reached; retry after Retry-After seconds",

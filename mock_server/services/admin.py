@@ -81,7 +81,11 @@ def session_for_path(registry: Registry, path: str) -> AnySession | None:
 
 
 def note_http(registry: Registry, session: AnySession | None, method: str, path: str, status: int) -> None:
-    """Record one answered request: in its session's record, else (admin requests aside) as unbound."""
+    """Record one answered request: in its session's record, else (admin requests aside) as unbound.
+
+    A request that ended its session (e.g. `POST /stop_session`) goes into the summary kept of it."""
+    if isinstance(session, Session):
+        session = registry.summary_of(session) or session
     if session is not None:
         session.record.add("http", f"{method} {path}", body={"status": status})
     elif not path.startswith("/admin"):

@@ -48,7 +48,7 @@ _violation_cache = weakref.WeakKeyDictionary()
 
 def session_key(session: AnySession) -> str:
     """A stable address for a session: its id, or `local-<n>` for a local one (the id `local` repeats)."""
-    return session.id if session.mode != "local" else f"{LOCAL_ID}-{id(session.record):x}"  # kept at close
+    return session.id if session.mode != "local" else f"{LOCAL_ID}-{session.record.uid}"  # kept at close
 
 
 def find_session(registry: Registry, key: str) -> AnySession:

@@ -32,7 +32,7 @@ from mock_server.services.access import (
     session_duration_limit,
 )
 from mock_server.services.tokens import Principal, TokenService
-from mock_server.session.record import SessionRecord
+from mock_server.session.record import ClosedRecord
 from mock_server.session.recording import Recording
 from mock_server.session.session import TRACKS, Session
 
@@ -55,7 +55,7 @@ class ClosedSession:
     close_reason: str | None
     chunks_generated: int
     connection_views: list[dict[str, Any]]
-    record: SessionRecord
+    record: ClosedRecord
     fired_faults: list[dict[str, Any]]
     plans: tuple[tuple[float, ChunkPlan], ...] = ()  # the last chunk plans (inspector thumbnails)
     recording: Recording | None = None  # clips already cut keep working after the end (until they expire)
@@ -72,7 +72,7 @@ class ClosedSession:
             close_reason=session.close_reason,
             chunks_generated=session.chunks_generated,
             connection_views=[c.describe() for c in session.connections.values()],
-            record=session.record,
+            record=ClosedRecord(session.record),
             fired_faults=list(session.faults.fired),
             plans=tuple(session.clock.plans)[-KEEP_CLOSED_PLANS:],
             current_chunk=session.helios.current_chunk,
@@ -81,6 +81,13 @@ class ClosedSession:
 
 
 AnySession = Session | ClosedSession
+
+
+def closed_key(session: Session) -> str:
+    """The session's key among the closed summaries (a local session's id is always "local")."""
+    return session.id if session.mode == "production" else f"local#{session.record.uid}"
+
+
 KEEP_CLOSED_PLANS = 64  # chunk plans a closed session's summary keeps for the inspector
 
 
@@ -318,8 +325,7 @@ class Registry:
         self.sessions.pop(session.id, None)
         if self.local is session:
             self.local = None
-        key = session.id if session.mode == "production" else f"local#{id(session)}"
-        self.closed[key] = ClosedSession.of(session)  # the Session itself (peers, tracks, feed) goes
+        self.closed[closed_key(session)] = ClosedSession.of(session)  # the Session (peers, tracks, feed) goes
         budget = self.settings.max_closed_record_bytes
         kept = sum(c.record.size for c in self.closed.values())
         while len(self.closed) > self.settings.keep_closed_sessions or (
@@ -329,6 +335,10 @@ class Registry:
             kept -= summary.record.size
             self.owners.pop(forgotten, None)
         self._collect_soon()
+
+    def summary_of(self, session: Session) -> ClosedSession | None:
+        """The summary kept of a session that has ended (None while it runs, or once forgotten)."""
+        return self.closed.get(closed_key(session)) if session.closed else None
 
     def _collect_soon(self) -> None:
         """One full collection a little after sessions close (batched): frees their reference cycles."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +27,7 @@ def json_size(item: Any) -> int:
     return len(json.dumps(item, default=str, separators=(",", ":")))
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a closed session's summary keeps thousands of these
 class Entry:
     t: float  # seconds since the session was created
     direction: str  # "in" (client -> server), "out" (server -> client), "http", "event", "fault"
@@ -35,6 +37,7 @@ class Entry:
     chunk: int | None = None
     body: Any = None
     request_id: str = ""
+    size: int = field(default=0, repr=False, compare=False)  # JSON bytes, counted against the budget
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t": round(self.t, 4), "direction": self.direction, "kind": self.kind}
@@ -47,7 +50,7 @@ class Entry:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejection:
     """An inbound frame or command the server refused before the model (runtime level)."""
 
@@ -57,6 +60,7 @@ class Rejection:
     message: str
     command: str | None = None
     raw: str = ""
+    size: int = field(default=0, repr=False, compare=False)  # JSON bytes, counted against the budget
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,13 +82,13 @@ class SessionRecord:
         DEFAULT_MAX_ENTRY_BYTES  # an entry body past this is elided (max_record_entry_bytes)
     )
     started_at: float = field(default_factory=time.monotonic)
+    uid: str = field(default_factory=lambda: secrets.token_hex(6))  # names the session for good (also closed)
     entries: deque[Entry] = field(default_factory=deque)
     rejections: deque[Rejection] = field(default_factory=deque)
     dropped_entries: int = 0
     dropped_rejections: int = 0
     elided_bodies: int = 0
     _bytes: int = 0
-    _sizes: dict[int, int] = field(default_factory=dict)  # id(item) -> its JSON bytes
     _subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
 
     def now(self) -> float:
@@ -129,7 +133,7 @@ class SessionRecord:
 
     def _keep(self, item: Entry | Rejection, size: int) -> None:
         """Account for a new item; drop the oldest items while over the byte budget or the entry count."""
-        self._sizes[id(item)] = size
+        item.size = size
         self._bytes += size
         while len(self.entries) > MAX_ENTRIES:
             self._drop_entry()
@@ -138,11 +142,11 @@ class SessionRecord:
             if older_entry:
                 self._drop_entry()
             else:
-                self._bytes -= self._sizes.pop(id(self.rejections.popleft()), 0)
+                self._bytes -= self.rejections.popleft().size
                 self.dropped_rejections += 1
 
     def _drop_entry(self) -> None:
-        self._bytes -= self._sizes.pop(id(self.entries.popleft()), 0)
+        self._bytes -= self.entries.popleft().size
         self.dropped_entries += 1
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -174,3 +178,78 @@ def _elided(body: Any) -> dict[str, Any]:
     """The marker an oversized body is replaced with: its size and the start of its JSON."""
     text = json.dumps(body, default=str, separators=(",", ":"))
     return {"elided": True, "bytes": len(text), "preview": text[:PREVIEW]}
+
+
+class ClosedRecord:
+    """The record of an ended session, kept compact: its JSON, zlib-compressed (a closed session's summary
+    holds this, not thousands of entry objects). Reads rebuild the entries; requests that still name the
+    session (e.g. `GET /sessions/{id}`) are added as before, within the same byte budget."""
+
+    def __init__(self, record: SessionRecord) -> None:
+        self.session_id = record.session_id
+        self.mode = record.mode
+        self.started_at = record.started_at
+        self.uid = record.uid
+        self.max_bytes = record.max_bytes
+        self.dropped_entries = record.dropped_entries
+        self.dropped_rejections = record.dropped_rejections
+        self.elided_bodies = record.elided_bodies
+        self._frozen_bytes = record.size
+        self._frozen_entries = len(record.entries)
+        self._frozen_rejections = len(record.rejections)
+        items = {
+            "entries": [e.to_json() for e in record.entries],
+            "rejections": [r.to_json() for r in record.rejections],
+        }
+        self._blob = zlib.compress(json.dumps(items, default=str, separators=(",", ":")).encode(), 6)
+        self._late: deque[Entry] = deque()  # added after the end
+        self._late_bytes = 0
+
+    def now(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def _items(self) -> dict[str, list[dict[str, Any]]]:
+        items: dict[str, list[dict[str, Any]]] = json.loads(zlib.decompress(self._blob))
+        return items
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [Entry(**e) for e in self._items()["entries"]] + list(self._late)
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return [Rejection(**r) for r in self._items()["rejections"]]
+
+    def add(self, direction: str, kind: str, **fields: Any) -> Entry:
+        entry = Entry(t=self.now(), direction=direction, kind=kind, **fields)
+        entry.size = json_size(entry.to_json())
+        self._late.append(entry)
+        self._late_bytes += entry.size
+        while self._late and (
+            self._frozen_bytes + self._late_bytes > self.max_bytes or len(self._late) > 1000
+        ):
+            self._late_bytes -= self._late.popleft().size
+            self.dropped_entries += 1
+        return entry
+
+    @property
+    def size(self) -> int:
+        return self._frozen_bytes + self._late_bytes
+
+    def truncation(self) -> dict[str, int]:
+        return {
+            "dropped_entries": self.dropped_entries,
+            "dropped_rejections": self.dropped_rejections,
+            "elided_bodies": self.elided_bodies,
+            "max_bytes": self.max_bytes,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        items = self._items()
+        return {
+            "session_id": self.session_id,
+            "mode": self.mode,
+            "entries": items["entries"] + [e.to_json() for e in self._late],
+            "rejections": items["rejections"],
+            "truncated": self.truncation(),
+        }

@@ -73,6 +73,10 @@ class ClipWindow:
         return round((self.asked_at + pending / (self.fps * speed)) * 1000)
 
 
+def _nothing_in_progress() -> int:
+    return 0
+
+
 def valid_duration(duration: float) -> float:
     """The requested clip length in seconds; `ClipRefused` unless it is a positive finite number."""
     if not isinstance(duration, int | float) or not math.isfinite(duration) or duration <= 0:
@@ -154,7 +158,13 @@ class Recording:
         return len(self._chunks) * PLAN_BYTES + self.image_bytes()
 
     def session_closed(self) -> None:
-        """Keep the plans while clip URLs handed out are valid, then let them go."""
+        """Keep the plans while clip URLs handed out are valid, then let them go.
+
+        The session's callback is dropped here: the closed session's summary keeps this recording, and
+        the callback (a bound method) would keep the whole session alive with it. A chunk that was in
+        progress at the end never completes, so nothing is in progress any more.
+        """
+        self._in_progress = _nothing_in_progress
         remaining = self.keep_until - time.time()
         if remaining <= 0:
             self.release()

@@ -235,7 +235,7 @@ class Session:
         )
 
     def _answered(self, peer: PeerTransport) -> None:
-        self.packet_loss.install(peer.pc)
+        self.packet_loss.watch(peer.pc)
         count_sent_frames(peer.pc, self.metrics.frame_sent)
 
     # ------------------------------------------------------------------ fault effects

@@ -18,6 +18,7 @@ import asyncio
 import fractions
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -188,21 +189,31 @@ class EncodedVideoTrack(_GatedTrack):
 class PacketLoss:
     """Drops a share of the outgoing video RTP packets for a while (the `media_loss` fault).
 
-    Installed on each peer's DTLS transport, it wraps `_send_rtp`, through which aiortc sends every RTP
-    packet after packetizing: a dropped packet never reaches the network (RTCP always passes), so the
-    receiver sees real loss (gaps in sequence numbers, NACK/PLI, artefacts).
+    While a loss window is open it wraps `_send_rtp` of each watched peer's video transports, through which
+    aiortc sends every RTP packet after packetizing: a dropped packet never reaches the network (RTCP always
+    passes), so the receiver sees real loss (gaps in sequence numbers, NACK/PLI, artefacts). The first
+    packet after the window removes the wrapper, so outside a fault the send path is aiortc's own.
     """
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
         self._percent = 0.0
         self._until = 0.0
+        self._peers: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
         self.dropped = 0
         self.passed = 0
+
+    def watch(self, pc: RTCPeerConnection) -> None:
+        """A peer of this session (an answered offer); wrapped at once when a window is open."""
+        self._peers.add(pc)
+        if self.active:
+            self._wrap(pc)
 
     def start(self, percent: float, seconds: float) -> None:
         self._percent = percent
         self._until = time.monotonic() + seconds
+        for pc in list(self._peers):
+            self._wrap(pc)
 
     @property
     def active(self) -> bool:
@@ -218,20 +229,23 @@ class PacketLoss:
         self.passed += 1
         return False
 
-    def install(self, pc: RTCPeerConnection) -> None:
-        """Wrap the RTP send of every video sender's transport of `pc` (once per transport)."""
+    def _wrap(self, pc: RTCPeerConnection) -> None:
         for sender in pc.getSenders():
             transport = sender.transport
-            if sender.kind != "video" or transport is None or getattr(transport, "_loss_installed", False):
+            if sender.kind != "video" or transport is None or "_send_rtp" in vars(transport):
                 continue
             send = transport._send_rtp
 
-            async def lossy(data: bytes, _send: Callable[[bytes], Awaitable[None]] = send) -> None:
-                if not self.drops(data):
+            async def lossy(
+                data: bytes, _send: Callable[[bytes], Awaitable[None]] = send, _t: Any = transport
+            ) -> None:
+                if not self.active:  # the window is over: aiortc's own method again
+                    vars(_t).pop("_send_rtp", None)
+                    await _send(data)
+                elif not self.drops(data):
                     await _send(data)
 
             setattr(transport, "_send_rtp", lossy)  # noqa: B010 - an instance wrapper of aiortc's method
-            setattr(transport, "_loss_installed", True)  # noqa: B010
 
 
 def watch_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> None:

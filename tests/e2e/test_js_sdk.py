@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from jsclient import Frame, RunResult, Scenario, run_js_scenario, saved, upload_ref
 from PIL import Image
+from summary import print_past_capture
 
 from mock_server.media.markers import prompt_id
 from mock_server.model.images import image_id_of
@@ -54,12 +55,7 @@ def connect_time_summary(request: pytest.FixtureRequest) -> Iterator[None]:
     runs = ", ".join(f"{mode} {ms:.1f} ms" for mode, ms in _connect_times)
     median = statistics.median(values)
     line = f"[js-sdk] connect() -> ready over {len(values)} runs: {runs}; median {median:.1f} ms"
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(f"\n{line}")
-        return
-    with capture.global_and_fixture_disabled():
-        print(f"\n{line}")
+    print_past_capture(request, line)
 
 
 def _png(path: Path) -> bytes:

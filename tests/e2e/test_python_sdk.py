@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from jsclient import Frame
 from py_scenarios.pyrun import PyRunResult, run_py_scenario
+from summary import print_past_capture
 
 from mock_server.media.frames import render_frame
 from mock_server.media.markers import prompt_id
@@ -65,12 +66,7 @@ def connect_time_summary(request: pytest.FixtureRequest) -> Iterator[None]:
     runs = ", ".join(f"{name} {ms:.1f} ms" for name, ms in _connect_times)
     medians = ", ".join(f"{mode} {statistics.median(v):.1f} ms" for mode, v in by_mode.items())
     line = f"[py-sdk] connect() -> ready: {runs}; median: {medians}"
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(f"\n{line}")
-        return
-    with capture.global_and_fixture_disabled():
-        print(f"\n{line}")
+    print_past_capture(request, line)
 
 
 def _run(mode: str, out_dir: Path, *extra: str) -> PyRunResult:

@@ -104,8 +104,9 @@ def test_banner_names_the_inspector() -> None:
 
 
 def test_static_files_ship_as_package_data() -> None:
-    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "inspector/static/*" in data["mock_server"]
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "mock_server.inspector.static" in setuptools["packages"]
+    assert setuptools["package-data"]["mock_server.inspector.static"] == ["*"]
     from mock_server.routes.inspector import PAGES
     from mock_server.routes.inspector import STATIC as SERVED
 

@@ -3,9 +3,15 @@
 One :class:`FuzzSession` = one production session, one raw aiortc client (``WireClient``) and the session's
 admin live feed (``WS /admin/sessions/{id}/live``), which delivers every record entry and rejection in the
 order the server wrote them. After each item (one frame, or a burst) the fuzzer sends a *barrier* — a
-read-only ``list_snapshots`` carrying ``{"barrier": n}`` — and waits for its answer and the ``state`` that
-follows on the wire, and for the barrier's own entry on the feed. Everything the feed shows between two
-barriers belongs to the item in between, so each frame is judged on its own:
+read-only ``list_snapshots`` without parameters — and waits for its answer and the ``state`` that follows on
+the wire, and for the barrier's own entry on the feed. Everything the feed shows between two barriers belongs
+to the item in between, so each frame is judged on its own.
+
+The barrier's entry on the feed is the first ``list_snapshots`` received after the previous barrier (on v1
+also matched by its ``request_id``): the fuzz never sends a valid ``list_snapshots`` of its own
+(``fuzz_frames.SAFE_COMMANDS``). It cannot carry its number as a parameter: a command refuses a parameter it
+does not take (reactor-runtime's "unexpected argument", docs/LIMITS.md), so ``{"barrier": n}`` would be
+answered with ``invalid_command`` instead of ``snapshot_list``.
 
 * **crash** — the barrier went unanswered, the connection dropped, the session ended, the feed or an admin
   endpoint failed (5xx), or the session stopped generating video;
@@ -172,7 +178,7 @@ class FuzzSession:
         n = self._barriers
         start = len(self.client.received)
         try:
-            request_id = self.client.send_command("list_snapshots", {"barrier": n})
+            request_id = self.client.send_command("list_snapshots")
         except Exception as exc:  # noqa: BLE001 - a closed channel is a crash
             raise SessionCrashed(f"the data channel refused the barrier: {exc}") from None
         try:
@@ -182,7 +188,7 @@ class FuzzSession:
                 self._silence(f"barrier {n} unanswered within {BARRIER_TIMEOUT:g} s")
             ) from None
         self.state = state
-        return await self._feed_window(n)
+        return await self._feed_window(n, request_id)
 
     async def _wire_answer(self, start: int, request_id: str) -> dict[str, Any]:
         received = self.client.received
@@ -208,7 +214,7 @@ class FuzzSession:
         assert state is not None
         return state
 
-    async def _feed_window(self, n: int) -> Window:
+    async def _feed_window(self, n: int, request_id: str) -> Window:
         deadline = time.monotonic() + BARRIER_TIMEOUT
         while True:
             for i in range(self._feed_pos, len(self.feed)):
@@ -217,7 +223,9 @@ class FuzzSession:
                 if (
                     entry.get("direction") == "in"
                     and isinstance(body, dict)
-                    and (body.get("data") or {}).get("barrier") == n
+                    and body.get("type") == "list_snapshots"
+                    and not body.get("data")
+                    and entry.get("request_id", "") == request_id
                 ):
                     window = Window(self.feed[self._feed_pos : i])
                     self._feed_pos = i + 1
@@ -247,23 +255,49 @@ class FuzzSession:
     # ------------------------------------------------------------------ generation
 
     async def check_generation(self, label: str) -> None:
-        """Start, and prove from the video that chunks 0-2 are generated; then reset to a still baseline."""
+        """Start, and prove from the video that chunks 0-2 are generated; then reset to a still baseline.
+
+        The schedule limits (docs/LIMITS.md: 16 pending prompts, 14 000 characters) may leave no room for
+        the check's own prompt after an item that filled the schedule (the 300-prompt flood stops at the
+        limit), and without a prompt at chunk 0 ``start`` is refused too. Both refusals are documented
+        answers, not crashes: the check then makes room the documented way (``reset``) and starts again.
+        """
         client = self.client
         resume_video(client)
-        client.send_command("set_prompt", {"prompt": f"generation check {label}"})
-        client.send_command("start")
-        first = len(client.frames)
-        try:
-            await client._wait(  # noqa: SLF001
-                lambda: any(f.markers is not None and f.markers.chunk >= 2 for f in client.frames[first:]),
-                GENERATION_TIMEOUT,
-                "a decoded frame of chunk 2",
-            )
-        except TimeoutError:
-            raise SessionCrashed(self._silence(f"the session stopped generating after {label}")) from None
+        if not await self._generates(label):
+            client.send_command("reset")
+            if not await self._generates(label):
+                raise SessionCrashed(self._silence(f"the session stopped generating after {label}"))
         client.send_command("reset")
         client.send_command("set_prompt", {"prompt": "fuzz baseline"})
         await self.barrier()
+
+    async def _generates(self, label: str) -> bool:
+        """set_prompt + start: True once a frame of chunk 2 is decoded, False when ``start`` is refused.
+
+        SessionCrashed when neither happens within GENERATION_TIMEOUT."""
+        client = self.client
+        since = len(client.received)
+        first = len(client.frames)
+        client.send_command("set_prompt", {"prompt": f"generation check {label}"})
+        client.send_command("start")
+
+        def start_refused() -> bool:
+            return any(
+                r.type == "command_error" and isinstance(r.data, dict) and r.data.get("command") == "start"
+                for r in client.received[since:]
+            )
+
+        def generated() -> bool:
+            return any(f.markers is not None and f.markers.chunk >= 2 for f in client.frames[first:])
+
+        try:
+            await client._wait(  # noqa: SLF001
+                lambda: generated() or start_refused(), GENERATION_TIMEOUT, "a decoded frame of chunk 2"
+            )
+        except TimeoutError:
+            raise SessionCrashed(self._silence(f"the session stopped generating after {label}")) from None
+        return generated()
 
 
 # ---------------------------------------------------------------------------------------------- the run

@@ -437,6 +437,7 @@ def test_offer_and_upload_hooks() -> None:
     assert reg.on_tick("s1", 9.0) == [] and reg.on_command("s1", "start", {}) is None
     hit = reg.on_upload_put("s1")
     assert hit is not None and hit.id == upload and hit.params.error().status == 500
+    assert "upload" in hit.params.error().detail  # not a session-creation text
     assert parse_fault({"kind": "upload_failure"}).kind_params.error().detail == "upload URL expired"
     assert reg.on_upload_put("s1") is not None and reg.on_upload_put("s1") is None
 
