@@ -61,8 +61,6 @@ from .session import PROMPTS, SEED, LoadSession, SessionConfig  # noqa: E402
 
 SHARD_SCRIPT = str(Path(__file__).resolve())  # this file, run again as a client shard (--shard)
 
-SHARD_SCRIPT = str(Path(__file__).resolve())  # this file, run again as a client shard (--shard)
-
 DEFAULT_STEPS = (10, 25, 50, 75, 100, 125, 150, 175, 200)
 HELD_FPS = 23.5
 HELD_BAD_PCT = 1.0

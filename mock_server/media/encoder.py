@@ -15,12 +15,13 @@ import dataclasses
 import fractions
 import threading
 from collections import defaultdict
+from functools import lru_cache
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from mock_server.media.frames import ChunkRenderer
+from mock_server.media.frames import MARKER_COLOUR, ChunkRenderer, disc
 from mock_server.model.plan import ChunkPlan, output_size
 
 ENCODERS = {"video/VP8": "libvpx", "video/H264": "libx264"}
@@ -29,7 +30,7 @@ VP8_OPTIONS = {
     "deadline": "realtime",
     "cpu-used": "16",  # measured fastest; marker band still reads back on every frame
     "lag-in-frames": "0",
-    "static-thresh": "1",
+    "static-thresh": "500",  # skip macroblocks that barely change: the backdrop holds still within a chunk
     "undershoot-pct": "100",
     "overshoot-pct": "15",
 }
@@ -70,8 +71,8 @@ class ReusedEncoder:
     def encode(self, frame: av.VideoFrame, *, key: bool) -> bytes:
         frame.pts = self.pts
         self.pts += 1
-        if key:
-            frame.pict_type = av.video.frame.PictureType.I
+        picture_type = av.video.frame.PictureType
+        frame.pict_type = picture_type.I if key else picture_type.NONE  # frames may be reused objects
         return b"".join(bytes(p) for p in self.codec.encode(frame))
 
 
@@ -103,20 +104,133 @@ class EncoderPool:
                 self._idle[key].append(encoder)
 
 
+# BT.601 limited range, as swscale converts rgb24 to yuv420p by default.
+_RGB_TO_YUV = np.array(
+    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float32
+) / np.float32(255.0)
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+_BAND_LUMA = np.array([16, 235], dtype=np.uint8)  # black and white cells
+
+
+def _yuv(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB -> (..., 3) float32 Y, U, V."""
+    return rgb.astype(np.float32) @ _RGB_TO_YUV.T + _YUV_OFFSET
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
+    """Average 2x2 blocks of the first two axes (odd sizes padded by repeating the edge)."""
+    h, w = a.shape[:2]
+    a = np.pad(a, [(0, h % 2), (0, w % 2)] + [(0, 0)] * (a.ndim - 2), mode="edge")
+    return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4
+
+
+class _DiscSprite:
+    """The disc at the output size in I420: luma and chroma values with their 0..256 alphas (uint16)."""
+
+    def __init__(self, rgb: np.ndarray, alpha: np.ndarray) -> None:
+        yuv = _yuv(rgb)
+        a = alpha[..., 0].astype(np.float32)
+        self.y = np.round(yuv[..., 0]).astype(np.uint16)
+        self.a = alpha[..., 0].astype(np.uint16)
+        chroma_alpha = _halve(a)
+        premultiplied = _halve(yuv[..., 1:] * a[..., None]) / np.maximum(chroma_alpha, 1.0)[..., None]
+        self.uv = np.round(premultiplied).astype(np.uint16)  # (h/2, w/2, 2)
+        self.ca = np.round(chroma_alpha).astype(np.uint16)
+
+
+_thread_state = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """One swscale context holder per thread: PyAV keeps its context between calls of the same shape."""
+    reformatter = getattr(_thread_state, "reformatter", None)
+    if reformatter is None:
+        reformatter = _thread_state.reformatter = VideoReformatter()
+    return reformatter
+
+
+def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A writable (height, width) view of a frame plane's pixels (rows may be padded to `line_size`)."""
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
+    return rows[: plane.height, : plane.width]
+
+
+@lru_cache(maxsize=64)
+def _disc_sprite(seed: int, native_size: tuple[int, int], factor: int) -> _DiscSprite:
+    rgb, alpha = disc(seed, native_size)
+    return _DiscSprite(*(np.repeat(np.repeat(a, factor, 0), factor, 1) for a in (rgb, alpha)))
+
+
+def _blend(plane: np.ndarray, y: int, x: int, value: np.ndarray, alpha: np.ndarray) -> None:
+    """Alpha-blend `value` onto `plane` at (y, x), clipped to the plane."""
+    h = min(value.shape[0], plane.shape[0] - y)
+    w = min(value.shape[1], plane.shape[1] - x)
+    if h <= 0 or w <= 0:
+        return
+    region = plane[y : y + h, x : x + w]
+    a = alpha[:h, :w]
+    region[:] = (region * (256 - a) + value[:h, :w] * a) >> 8
+
+
 class NativeFrames:
-    """I420 frames of one chunk at the output size, rendered at the native size and scaled by swscale."""
+    """I420 frames of one chunk at the output size, drawn directly in I420.
+
+    The chunk's backdrop is rendered at the native size and converted once per chunk by swscale (point
+    upscale to the output size while converting); each frame is a copy of those planes with the disc, the
+    progress marker and the band drawn in Y, U and V. Same picture as :class:`ChunkRenderer` up to
+    rounding in the colour conversion."""
 
     def __init__(self, plan: ChunkPlan, native_size: tuple[int, int]) -> None:
-        self._renderer = ChunkRenderer(dataclasses.replace(plan, sr_scale="off"), native_size)
-        self.output_size = output_size(plan.sr_scale, native_size)
-        self._reformatter = VideoReformatter()
+        self._renderer = r = ChunkRenderer(dataclasses.replace(plan, sr_scale="off"), native_size)
+        self.output_size = width, height = output_size(plan.sr_scale, native_size)
+        self.f = width // native_size[0]
+        if width % 2 or height % 2:  # I420 wants even sizes; convert every frame instead
+            self._planes = None
+            return
+        backdrop = self.convert(r.backdrop).to_ndarray()  # (H * 3 / 2, W): Y, then U, then V
+        self._backdrop = (
+            backdrop[:height],
+            backdrop[height:].reshape(2, height // 2, width // 2)[0],
+            backdrop[height:].reshape(2, height // 2, width // 2)[1],
+        )
+        self._frame = av.VideoFrame(width, height, "yuv420p")  # drawn into in place, frame after frame
+        self._planes = tuple(_plane_array(plane) for plane in self._frame.planes)
+        self._disc = _disc_sprite(plan.seed, tuple(native_size), self.f)
+        self._marker = np.round(_yuv(MARKER_COLOUR)).astype(np.uint8)
 
     def frame(self, index: int) -> av.VideoFrame:
-        return self.convert(self._renderer.frame(index))
+        """Frame `index`; the same VideoFrame object each call (encode it before asking for the next)."""
+        if self._planes is None:
+            return self.convert(self._renderer.frame(index))
+        for plane, backdrop in zip(self._planes, self._backdrop, strict=True):
+            np.copyto(plane, backdrop)
+        y_plane, u_plane, v_plane = self._planes
+        self._draw_disc(y_plane, (u_plane, v_plane), index)
+        self._draw_marker(y_plane, (u_plane, v_plane), index)
+        r = self._renderer
+        rows, widths = r.cell_rows * self.f, r.cell_widths * self.f
+        cells = _BAND_LUMA[r.cells(index)]
+        for row in range(cells.shape[0]):
+            y_plane[rows[row] : rows[row + 1]] = np.repeat(cells[row], widths)
+        return self._frame
+
+    def _draw_disc(self, y_plane: np.ndarray, chroma: tuple[np.ndarray, np.ndarray], index: int) -> None:
+        dx, dy = self._renderer.disc_origin(index)
+        x, y, sprite = dx * self.f, dy * self.f, self._disc
+        _blend(y_plane, y, x, sprite.y, sprite.a)
+        for plane, values in zip(chroma, (sprite.uv[..., 0], sprite.uv[..., 1]), strict=True):
+            _blend(plane, y // 2, x // 2, values, sprite.ca)
+
+    def _draw_marker(self, y_plane: np.ndarray, chroma: tuple[np.ndarray, np.ndarray], index: int) -> None:
+        m0, m1 = (c * self.f for c in self._renderer.marker_span(index))
+        t0, t1 = (t * self.f for t in self._renderer.track)
+        y_plane[t0:t1, m0:m1] = self._marker[0]
+        for plane, value in zip(chroma, self._marker[1:], strict=True):
+            plane[t0 // 2 : (t1 + 1) // 2, m0 // 2 : (m1 + 1) // 2] = value
 
     def convert(self, native_rgb: np.ndarray) -> av.VideoFrame:
         width, height = self.output_size
-        return self._reformatter.reformat(
+        return _reformatter().reformat(
             av.VideoFrame.from_ndarray(native_rgb, format="rgb24"),
             format="yuv420p",
             width=width,

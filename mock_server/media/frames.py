@@ -4,16 +4,17 @@ A frame is a pure function of (prompt, seed, reference image + strength, chunk i
 
 * background: a gradient whose colour is derived from a hash of the prompt, with the reference image blended
   over it with weight ``image_strength``, and the prompt text in a box at the bottom (all static per chunk);
-* a seed-dependent, colour-tinted cloud texture that drifts with the global frame number ``chunk*33 + frame``,
-  plus a seed-coloured disc bouncing around the frame;
+* a seed-dependent, colour-tinted cloud texture, shifted by the chunk index (it moves from chunk to chunk and
+  holds still within one, so an encoder codes little besides the moving parts), plus a seed-coloured disc
+  bouncing around the frame with the global frame number ``chunk*33 + frame``;
 * a progress track under the band with a yellow marker in slot ``frame`` of 33 (frame-in-chunk 0-32) and a
   small "chunk N" label;
 * the marker band (``markers.py``) along the top.
 
 Everything is rendered at the native size and upscaled by the integer ``sr_scale`` factor with nearest
-neighbour. :class:`ChunkRenderer` does the expensive work once per chunk and works directly at the output
-size with pre-upscaled layers, so each frame costs one wrapped ``uint8`` add plus a few small blits; the
-result is bit-identical to rendering at native size and repeating pixels.
+neighbour. :class:`ChunkRenderer` composes everything static within a chunk once (the backdrop) directly at
+the output size, so each frame costs one copy plus a few small blits; the result is bit-identical to
+rendering at native size and repeating pixels.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from mock_server.model.plan import ChunkPlan, ReferenceImage, output_size
 
 NOISE_AMPLITUDE = 56  # grey levels of the drifting texture; the static layer is scaled into [0, 255 - this]
 _TRACK_COLOUR = np.array([24, 24, 28], dtype=np.uint8)
-_MARKER_COLOUR = np.array([255, 214, 0], dtype=np.uint8)
+MARKER_COLOUR = np.array([255, 214, 0], dtype=np.uint8)
 
 Size = tuple[int, int]  # (width, height)
 
@@ -225,7 +226,7 @@ def _motion(seed: int, native_size: Size) -> tuple[int, int, int, int, int, int]
 
 
 @lru_cache(maxsize=8)
-def _disc(seed: int, native_size: Size) -> tuple[np.ndarray, np.ndarray]:
+def disc(seed: int, native_size: Size) -> tuple[np.ndarray, np.ndarray]:
     """Native disc sprite: colour (d, d, 3) uint16 and alpha (d, d, 1) uint16 in 0..256."""
     height = native_size[1]
     d = max(4, round(height * 0.16))
@@ -275,96 +276,106 @@ def _wrapped_spans(start: int, stop: int, offset: int, period: int) -> list[tupl
 
 
 class ChunkRenderer:
-    """Renders the 33 frames of one :class:`ChunkPlan`; build once per chunk, then call :meth:`frame`."""
+    """Renders the 33 frames of one :class:`ChunkPlan`; build once per chunk, then call :meth:`frame`.
+
+    Everything that stays the same for the whole chunk (static layer, the texture at the chunk's offset, the
+    progress track and the chunk label) is composed once into a backdrop; a frame is a copy of it with the
+    disc, the progress marker and the marker band drawn on top."""
 
     def __init__(self, plan: ChunkPlan, native_size: Size = NATIVE_SIZE) -> None:
         self.plan = plan
         self.native_size = (int(native_size[0]), int(native_size[1]))
         self.output_size = output_size(plan.sr_scale, self.native_size)
         self.factor = f = SR_FACTORS[plan.sr_scale]
-        width, height = self.native_size
         layout = _layout(self.native_size)
-        self._band = layout["band"]
-        self._track = (layout["track_top"], layout["track_bottom"])
+        self.band = layout["band"]
+        self.track = (layout["track_top"], layout["track_bottom"])
         size = self.native_size
-        static = _layers.get(
-            ("static", plan.prompt, plan.image, float(plan.image_strength), size),
-            lambda: _static_layer(plan.prompt, plan.image, float(plan.image_strength), size),
-        )
-        self._base = _upscale(static, f)
-        texture = _layers.get(("noise", plan.seed, size), lambda: _noise_texture(plan.seed, size))
-        self._texture = _upscale(texture, f)
-        self._motion = _motion(plan.seed, self.native_size)
-        disc_rgb, disc_alpha = _layers.get(("disc", plan.seed, size), lambda: _disc(plan.seed, size))
-        self._disc_size = disc_rgb.shape[0]
+        disc_rgb, disc_alpha = _layers.get(("disc", plan.seed, size), lambda: disc(plan.seed, size))
+        self.disc_size = disc_rgb.shape[0]
         self._disc_rgb, self._disc_alpha = _upscale(disc_rgb, f), _upscale(disc_alpha, f)
         self._disc_inv = np.uint16(256) - self._disc_alpha
-        label = _layers.get(("label", plan.chunk_index, size), lambda: _label(plan.chunk_index, size))
-        label = label[: max(0, height - self._track[1] - 1), : width // 2]
-        self._label = _upscale(label, f)
-        self._label_pos = (self._track[1] + 1, width - label.shape[1] - max(1, width // 80))
+        self._motion = _motion(plan.seed, self.native_size)
         self._prompt_id = prompt_id(plan.prompt)
-        xs, ys = cell_edges(width, height)
-        self._cell_widths = np.diff(xs) * f
-        self._cell_rows = ys * f
-        strip = np.empty(((self._track[1] - self._band) * f, self.output_size[0], 3), dtype=np.uint8)
-        strip[:] = _TRACK_COLOUR
-        self._track_strip = strip
+        xs, ys = cell_edges(*self.native_size)
+        self.cell_widths = np.diff(xs) * f
+        self.cell_rows = ys * f
+        self.backdrop = self._compose_backdrop()
+
+    def _compose_backdrop(self) -> np.ndarray:
+        """(H, W, 3) uint8 at the output size: everything but the disc, the marker and the band (black)."""
+        plan, f, size = self.plan, self.factor, self.native_size
+        width, height = size
+        out_w, out_h = self.output_size
+        base = _upscale(
+            _layers.get(
+                ("static", plan.prompt, plan.image, float(plan.image_strength), size),
+                lambda: _static_layer(plan.prompt, plan.image, float(plan.image_strength), size),
+            ),
+            f,
+        )
+        texture = _upscale(
+            _layers.get(("noise", plan.seed, size), lambda: _noise_texture(plan.seed, size)), f
+        )
+        out = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+        g = plan.chunk_index * CHUNK_FRAMES  # the texture moves from chunk to chunk, not within one
+        vx, vy = self._motion[:2]
+        top = self.track[0] * f
+        oy, ox = ((-g * vy) % height) * f, ((-g * vx) % width) * f
+        for r0, r1, sr in _wrapped_spans(top, out_h, oy, out_h):
+            for c0, c1, sc in _wrapped_spans(0, out_w, ox, out_w):
+                np.add(
+                    base[r0:r1, c0:c1], texture[sr : sr + r1 - r0, sc : sc + c1 - c0], out=out[r0:r1, c0:c1]
+                )
+        out[self.band * f : self.track[1] * f] = _TRACK_COLOUR
+        label = _layers.get(("label", plan.chunk_index, size), lambda: _label(plan.chunk_index, size))
+        label = _upscale(label[: max(0, height - self.track[1] - 1), : width // 2], f)
+        ly, lx = self.track[1] + 1, width - label.shape[1] // f - max(1, width // 80)
+        out[ly * f : ly * f + label.shape[0], lx * f : lx * f + label.shape[1]] = label
+        return out
+
+    @property
+    def disc_sprite(self) -> tuple[np.ndarray, np.ndarray]:
+        """The disc at the output size: colour (d, d, 3) and alpha (d, d, 1) in 0..256, both uint16."""
+        return self._disc_rgb, self._disc_alpha
+
+    def disc_origin(self, frame_index: int) -> tuple[int, int]:
+        """Native (x, y) of the disc's top-left corner in this frame."""
+        width, height = self.native_size
+        d = self.disc_size
+        g = self.plan.chunk_index * CHUNK_FRAMES + frame_index
+        dvx, dvy, px, py = self._motion[2:]
+        y_min = self.track[1] + 1
+        return _bounce(px + g * dvx, width - d), y_min + _bounce(py + g * dvy, height - d - y_min)
+
+    def marker_span(self, frame_index: int) -> tuple[int, int]:
+        """Native columns [m0, m1) of the progress marker for this frame-in-chunk."""
+        width = self.native_size[0]
+        return round(frame_index * width / CHUNK_FRAMES), round((frame_index + 1) * width / CHUNK_FRAMES)
+
+    def cells(self, frame_index: int) -> np.ndarray:
+        """(3, 32) 0/1 cells of this frame's marker band."""
+        plan = self.plan
+        markers = Markers(plan.chunk_index, frame_index, self._prompt_id, plan.seed, plan.image_id)
+        return cell_bits(markers)
 
     def frame(self, frame_index: int) -> np.ndarray:
         """Frame ``frame_index`` (0-32) of the chunk as a new (H, W, 3) uint8 RGB array at the output size."""
         if not 0 <= frame_index < CHUNK_FRAMES:
             raise ValueError(f"frame_index must be in 0..{CHUNK_FRAMES - 1}, got {frame_index}")
-        plan, f = self.plan, self.factor
-        width, height = self.native_size
-        out_w, out_h = self.output_size
-        g = plan.chunk_index * CHUNK_FRAMES + frame_index
-        vx, vy, dvx, dvy, px, py = self._motion
-        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-
-        # Static layer + drifting texture (rows above the track are overwritten below, so skip them).
-        top = self._track[0] * f
-        oy, ox = ((-g * vy) % height) * f, ((-g * vx) % width) * f
-        for r0, r1, sr in _wrapped_spans(top, out_h, oy, out_h):
-            for c0, c1, sc in _wrapped_spans(0, out_w, ox, out_w):
-                np.add(
-                    self._base[r0:r1, c0:c1],
-                    self._texture[sr : sr + r1 - r0, sc : sc + c1 - c0],
-                    out=out[r0:r1, c0:c1],
-                )
-
-        # Bouncing disc.
-        d = self._disc_size
-        y_min = self._track[1] + 1
-        dx = _bounce(px + g * dvx, width - d)
-        dy = y_min + _bounce(py + g * dvy, height - d - y_min)
+        f = self.factor
+        out = self.backdrop.copy()
+        d = self.disc_size
+        dx, dy = self.disc_origin(frame_index)
         region = out[dy * f : (dy + d) * f, dx * f : (dx + d) * f]
         if region.shape[:2] == self._disc_rgb.shape[:2]:
-            blended = (region * self._disc_inv + self._disc_rgb * self._disc_alpha) >> 8
-            region[:] = blended
-
-        # Progress track with the frame-in-chunk marker, and the chunk label.
-        t0, t1 = self._track
-        out[self._band * f : t1 * f] = self._track_strip
-        m0 = round(frame_index * width / CHUNK_FRAMES)
-        m1 = round((frame_index + 1) * width / CHUNK_FRAMES)
-        out[t0 * f : t1 * f, m0 * f : m1 * f] = _MARKER_COLOUR
-        ly, lx = self._label_pos
-        out[ly * f : ly * f + self._label.shape[0], lx * f : lx * f + self._label.shape[1]] = self._label
-
-        # Marker band, drawn one cell row at a time (same pixels as markers.encode_markers + upscale).
-        markers = Markers(
-            chunk=plan.chunk_index,
-            frame=frame_index,
-            prompt_id=self._prompt_id,
-            seed=plan.seed,
-            image_id=plan.image_id,
-        )
-        cells = cell_bits(markers) * np.uint8(255)
-        rows = self._cell_rows
-        for r in range(ROWS):
-            line = np.repeat(np.repeat(cells[r], self._cell_widths), 3).reshape(out_w, 3)
-            out[rows[r] : rows[r + 1]] = line
+            region[:] = (region * self._disc_inv + self._disc_rgb * self._disc_alpha) >> 8
+        m0, m1 = self.marker_span(frame_index)
+        out[self.track[0] * f : self.track[1] * f, m0 * f : m1 * f] = MARKER_COLOUR
+        cells = self.cells(frame_index) * np.uint8(255)
+        rows, out_w = self.cell_rows, self.output_size[0]
+        for r in range(ROWS):  # same pixels as markers.encode_markers + upscale
+            out[rows[r] : rows[r + 1]] = np.repeat(np.repeat(cells[r], self.cell_widths), 3).reshape(out_w, 3)
         return out
 
 
