@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -118,16 +120,25 @@ class _Pending:
         return self.t0 + (self.next - self.start) * self.interval
 
 
+def _launch(bitrate: int) -> tuple[Connection, subprocess.Popen[bytes]]:
+    """Start a worker as a fresh interpreter running only this module (a multiprocessing child would
+    first import the server's ``__main__``, e.g. the ``helios-mock`` script and with it the whole web
+    stack: ~90 MB per worker), connected by a socket pair."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno()), str(bitrate)],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+    return Connection(ours.detach()), process
+
+
 class _Worker:
     """One worker process, its pipe and the reader thread that receives its packets."""
 
     def __init__(self, bitrate: int, on_encoded: list[Callable[[float], None]]) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded server process
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(child, bitrate), daemon=True)
-        self.process.name = "helios-encoder"
-        self.process.start()
-        child.close()
+        self.conn, self.process = _launch(bitrate)
         self.pending: dict[int, _Pending] = {}
         self.images: OrderedDict[bytes, None] = OrderedDict()
         self._on_encoded = on_encoded
@@ -167,7 +178,7 @@ class _Worker:
     def _fail_all(self) -> None:
         """The worker is gone: every sender waiting on it gets an error instead of waiting forever."""
         if self.alive:
-            log.error("encoder worker process %s exited (code %s)", self.process.pid, self.process.exitcode)
+            log.error("encoder worker process %s exited (code %s)", self.process.pid, self.process.poll())
         self.alive = False
         for job_id in list(self.pending):
             pending = self.pending.pop(job_id)
@@ -183,9 +194,11 @@ class _Worker:
             pass
 
     def close(self, deadline: float) -> None:
-        self.process.join(timeout=max(0.0, deadline - time.monotonic()))
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             self.process.terminate()
+            self.process.wait()
         self.conn.close()
 
 
@@ -267,3 +280,7 @@ class ProcessEncoders:
 
     def close(self) -> None:
         self._finalizer()
+
+
+if __name__ == "__main__":  # a worker process started by `_launch`: python -m … FD BITRATE
+    worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
