@@ -3,7 +3,8 @@
 // @reactor-team/js-sdk 2.9.0 under Node 20 + @roamhq/wrtc, against a mock in local mode.
 //
 // Usage: node connect_timings.cjs --out FILE [--runs N] [--api-url URL] [--stats-event]
-//   --runs N        measured connects (default 10, 1..50), after one warm-up connect that is not counted
+//   --runs N        connects, one after the other (default 10, 1..50); run 1 is the first of this Node process
+//                   (and, under a fresh mock, the first the mock sees)
 //   --api-url URL   the mock (default $HELIOS_MOCK_URL, then $HELIOS_E2E_API_URL)
 //   --stats-event   also wait for the first public "statsUpdate" event of run 1 and check its
 //                   connectionTimings equal the ones read at "ready" (costs the SDK's 2 s stats interval)
@@ -157,12 +158,11 @@ function sdkVersion() {
 
 async function main() {
   const runs = [];
-  const warmup = await connectOnce(0, false);
   for (let i = 1; i <= args.runs; i++) runs.push(await connectOnce(i, args.statsEvent && i === 1));
   const response = await realFetch(`${args.apiUrl}/admin/record`);
   if (!response.ok) throw new Error(`GET /admin/record: HTTP ${response.status}`);
   const record = await response.json();
-  const out = { sdk_version: sdkVersion(), api_url: args.apiUrl, warmup, runs, record };
+  const out = { sdk_version: sdkVersion(), api_url: args.apiUrl, runs, record };
   fs.writeFileSync(args.out, JSON.stringify(out));
   process.stdout.write(`connect_timings: ${runs.length} connects measured -> ${args.out}\n`);
 }
