@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         lag_watch = registry.metrics.start_loop_watch()
         registry.start_media()
+        await _prime_routes(app)
         yield
         await registry.shutdown()
         await Metrics.stop_loop_watch(lag_watch)
@@ -113,12 +115,44 @@ async def _record_http(request: Request, call_next: Callable[[Request], Awaitabl
     registry: Registry = request.app.state.registry
     path = request.url.path
     session_before = session_for_path(registry, path)
+    started = time.perf_counter()
     response = await call_next(request)
+    handled_ms = (time.perf_counter() - started) * 1000  # arrival -> response start, this middleware inward
     session = session_before or session_for_path(registry, path)
     if response.status_code in (401, 403):
         session = None  # a refused caller's request is not part of that session's history
-    note_http(registry, session, request.method, path, response.status_code)
+    note_http(registry, session, request.method, path, response.status_code, handled_ms)
     return response
+
+
+async def _prime_routes(app: FastAPI) -> None:
+    """Send one request that matches no route through the whole app, in process, before the first client.
+
+    Starlette builds the middleware stack on the first request, and FastAPI each router's route table on
+    the first request that reaches it (tens of ms for the transport family on 2 cores); without this the
+    first client of a fresh mock paid for both inside its connect() (docs/DECISIONS.md, "Route tables are
+    built at start-up"). The path is an admin path, so nothing is recorded; the answer (a 404) is dropped."""
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/admin/helios-mock-prime",
+        "raw_path": b"/admin/helios-mock-prime",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 0),
+        "client": ("127.0.0.1", 0),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_: Any) -> None:
+        return None
+
+    await app(scope, receive, send)
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -80,14 +80,26 @@ def session_for_path(registry: Registry, path: str) -> AnySession | None:
     return None
 
 
-def note_http(registry: Registry, session: AnySession | None, method: str, path: str, status: int) -> None:
+def note_http(
+    registry: Registry,
+    session: AnySession | None,
+    method: str,
+    path: str,
+    status: int,
+    handled_ms: float | None = None,
+) -> None:
     """Record one answered request: in its session's record, else (admin requests aside) as unbound.
 
-    A request that ended its session (e.g. `POST /stop_session`) goes into the summary kept of it."""
+    `handled_ms`: how long the server took from the request's arrival to the start of its answer (the
+    entry's `t` is that answer's moment, so the request arrived at `t - ms / 1000`). A request that ended
+    its session (e.g. `POST /stop_session`) goes into the summary kept of it."""
     if isinstance(session, Session):
         session = registry.summary_of(session) or session
     if session is not None:
-        session.record.add("http", f"{method} {path}", body={"status": status})
+        body: dict[str, Any] = {"status": status}
+        if handled_ms is not None:
+            body["ms"] = round(handled_ms, 3)
+        session.record.add("http", f"{method} {path}", body=body)
     elif not path.startswith("/admin"):
         registry.unbound_http.append(
             {"method": method, "path": path, "status": status, "t": round(time.time(), 3)}
@@ -119,12 +131,11 @@ def session_view(session: AnySession) -> dict[str, Any]:
 
 def _http_view(entry: Entry) -> dict[str, Any]:
     method, path = entry.kind.split(" ", 1)
-    return {
-        "method": method,
-        "path": path,
-        "status": (entry.body or {}).get("status"),
-        "t": round(entry.t, 4),
-    }
+    body = entry.body or {}
+    view = {"method": method, "path": path, "status": body.get("status"), "t": round(entry.t, 4)}
+    if "ms" in body:
+        view["ms"] = body["ms"]  # server time: arrival -> answer (arrived at t - ms / 1000)
+    return view
 
 
 def _command_view(entry: Entry) -> dict[str, Any]:
