@@ -165,8 +165,11 @@ class EncodedChunkCache:
     def frames_encoded(self) -> int:
         return self.scheduler.frames_encoded
 
-    def chunk(self, plan: ChunkPlan, mime_type: str) -> EncodedChunk:
-        """The encoded chunk for this plan and codec; starts encoding it on first use."""
+    def chunk(self, plan: ChunkPlan, mime_type: str, due: float | None = None) -> EncodedChunk:
+        """The encoded chunk for this plan and codec; starts encoding it on first use.
+
+        `due`: time.monotonic() at which its first frame is due (default now); a chunk asked for ahead of
+        time is encoded when the encoders have nothing more urgent."""
         key = content_key(plan, self.native_size, mime_type)
         found = self._chunks.get(key) or self._in_use.get(key)
         if found is not None and not found.cancelled:
@@ -177,7 +180,7 @@ class EncodedChunkCache:
             self._evict()
             return found
         self.misses += 1
-        chunk = self._encode(plan, mime_type, 0)
+        chunk = self._encode(plan, mime_type, 0, due)
         self._chunks[key] = chunk
         self._in_use[key] = chunk
         self._evict()
@@ -194,7 +197,7 @@ class EncodedChunkCache:
         self.recoveries += 1
         return self._encode(plan, mime_type, start)
 
-    def _encode(self, plan: ChunkPlan, mime_type: str, start: int) -> EncodedChunk:
+    def _encode(self, plan: ChunkPlan, mime_type: str, start: int, due: float | None = None) -> EncodedChunk:
         if mime_type not in ENCODERS:
             raise ValueError(f"no encoder for {mime_type}")
         chunk = EncodedChunk(asyncio.get_running_loop(), start)
@@ -203,7 +206,7 @@ class EncodedChunkCache:
             self.native_size,
             mime_type,
             chunk.deliver_threadsafe,
-            t0=time.monotonic(),
+            t0=time.monotonic() if due is None else due,
             interval=self.frame_interval,
             start=start,
             wanted=chunk.wanted,

@@ -28,6 +28,8 @@ class FrameFeed:
         self.seq = 0
         self.latest: FrameRef | None = None
         self.chunk_over = False  # the latest frame's chunk completed (or was dropped): nothing to join
+        self.upcoming: ChunkPlan | None = None  # the next chunk's plan as predicted now (to encode ahead)
+        self.upcoming_at = 0.0  # time.monotonic() at which the upcoming chunk's first frame is due
         self._changed = asyncio.Event()
         self.closed = False
 

@@ -164,10 +164,24 @@ class Helios:
         if index in self._schedule:
             self._current_prompt = self._schedule.pop(index)
         self._in_progress = True
+        return self._plan(index, self._current_prompt)
+
+    def predict_next_plan(self) -> ChunkPlan | None:
+        """The plan `begin_chunk` will return after the chunk in progress, if nothing changes before then.
+
+        None when that is not known yet (no chunk in progress, not running, a rewind pending). A command
+        that arrives later changes the real plan: a prediction is a hint (to encode ahead), never a promise.
+        """
+        if not self.running or not self._in_progress or self._pending_rewind is not None:
+            return None
+        index = self._chunk + 1
+        return self._plan(index, self._schedule.get(index, self._current_prompt))
+
+    def _plan(self, index: int, prompt: str | None) -> ChunkPlan:
         seed = self._effective_seed if self._effective_seed is not None else 0
         return ChunkPlan(
             chunk_index=index,
-            prompt=self._current_prompt or "",
+            prompt=prompt or "",
             seed=seed,
             image=self._image,
             image_strength=float(self._image_strength),

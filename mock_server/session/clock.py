@@ -20,6 +20,8 @@ from mock_server.model.plan import ChunkPlan
 
 log = logging.getLogger("helios_mock.session")
 
+PREDICT_FROM_FRAME = 4  # from this frame of a chunk on, the next chunk's plan is announced (and re-announced
+# when a command changes it), so its frames are encoded ahead of time, one chunk after another
 PLAN_HISTORY = 256  # plans of the latest chunks kept per session (the inspector renders their frames)
 
 
@@ -102,6 +104,8 @@ class ChunkClock:
                 next_t = await self._serve_stall(next_t)
             self._feed.publish(FrameRef(plan, frame_index, _cached(renderer, frame_index)))
             next_t += self._frame_interval()
+            if frame_index >= PREDICT_FROM_FRAME:
+                self._announce_next(next_t + (CHUNK_FRAMES - 1 - frame_index) * self._frame_interval())
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             if not self._helios.chunk_in_progress:  # reset dropped the chunk
                 self._feed.chunk_over = True
@@ -117,6 +121,14 @@ class ChunkClock:
         for message in self._helios.complete_chunk():
             self._broadcast(message)
         return next_t
+
+    def _announce_next(self, loop_due: float) -> None:
+        """Tell the tracks what the next chunk will show (as of now) and when, so they can encode it ahead."""
+        upcoming = self._helios.predict_next_plan()
+        if upcoming != self._feed.upcoming:
+            loop = asyncio.get_running_loop()
+            self._feed.upcoming = upcoming
+            self._feed.upcoming_at = time.monotonic() + max(0.0, loop_due - loop.time())
 
     def _frame_interval(self) -> float:
         factor = self._slow_factor if self._slow_chunks > 0 else 1.0

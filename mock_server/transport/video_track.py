@@ -108,6 +108,8 @@ class EncodedVideoTrack(_GatedTrack):
         self._chunk: EncodedChunk | None = None
         self._next = 0  # index of the next packet of the current chunk to send
         self._keyframe_wanted = False
+        self._ahead_plan: ChunkPlan | None = None
+        self._ahead: EncodedChunk | None = None  # the next chunk, encoded ahead (see `_encode_ahead`)
         self._last_recovery = -KEYFRAME_MIN_GAP
         self.keyframes_requested = 0
         self.keyframes_recovered = 0
@@ -131,6 +133,21 @@ class EncodedVideoTrack(_GatedTrack):
             self._use(recovery)
             self.keyframes_recovered += 1
 
+    def _encode_ahead(self) -> None:
+        """Hold the chunk the clock announced as the next one, so it is encoded before it is due."""
+        upcoming = self._feed.upcoming
+        if upcoming is self._ahead_plan:
+            return
+        self._ahead_plan = upcoming
+        ahead = (
+            None if upcoming is None else self._cache.chunk(upcoming, self.mime_type, self._feed.upcoming_at)
+        )
+        if ahead is not None:
+            ahead.acquire()
+        if self._ahead is not None:
+            self._ahead.release()  # a prediction overtaken by a command: its encoding stops
+        self._ahead = ahead
+
     def _use(self, chunk: EncodedChunk | None) -> None:
         """Send from `chunk` now; the chunk left is released (its encoding stops if nobody else reads it)."""
         if chunk is not None:
@@ -141,17 +158,25 @@ class EncodedVideoTrack(_GatedTrack):
 
     def stop(self) -> None:
         self._use(None)
+        self._forget_ahead()
         super().stop()
+
+    def _forget_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.release()
+        self._ahead, self._ahead_plan = None, None
 
     def set_paused(self, paused: bool) -> None:
         super().set_paused(paused)
         if not paused:
             self._plan = None  # after a gap the decoder needs a key frame: chunk start
             self._use(None)
+            self._forget_ahead()
 
     async def recv(self) -> av.Packet:
         while True:
             await self._next_frame_due()
+            self._encode_ahead()
             if self._keyframe_wanted:
                 self._recover()
             chunk = self._chunk
@@ -178,7 +203,7 @@ class EncodedVideoTrack(_GatedTrack):
                 if self._plan is not None and self._next < CHUNK_FRAMES:
                     self.frames_skipped += CHUNK_FRAMES - self._next
                 self._plan = ref.plan
-                self._use(self._cache.chunk(ref.plan, self.mime_type))
+                self._use(self._cache.chunk(ref.plan, self.mime_type))  # the chunk encoded ahead, if right
                 self._next = 0
             if ref is not None and self._next <= ref.index and self._chunk is not None:
                 break
