@@ -13,101 +13,28 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from multi_instance import NGINX, ROOT, Cluster, instance_of, start_cluster, strays
 
-from conformance.server import HeliosServer, free_port
+from conformance.server import free_port
 from conformance.wire_client import WireClient
 from mock_server.transport.ice import restrict_host_addresses
 
-ROOT = Path(__file__).resolve().parent.parent
-NGINX_DIR = ROOT / "deploy" / "nginx"
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py")]
-SECRET = "multi-instance-test-secret-0123456789abcdef"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install -y nginx)")
 
 
-@dataclass
-class Cluster:
-    router: str
-    instances: dict[str, HeliosServer]  # instance id -> server
-
-    def record(self, instance: str) -> dict:
-        server = self.instances[instance]
-        return httpx.get(server.url + "/admin/record", timeout=10).json()
-
-
-def _nginx_config(prefix: Path, listen: int, ports: dict[str, int]) -> Path:
-    """The documented configuration with this test's ports."""
-    text = (NGINX_DIR / "helios-mock.conf").read_text()
-    text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
-    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ports['a']}").replace(
-        "127.0.0.1:8082", f"127.0.0.1:{ports['b']}"
-    )
-    (prefix / "helios-mock.conf").write_text(text)
-    shutil.copy(NGINX_DIR / "nginx.conf", prefix / "nginx.conf")
-    return prefix / "nginx.conf"
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"nginx did not answer: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("multi")
-    common = ["--jwt-secret", SECRET, "--max-sessions-per-account", "0", "--max-creations-per-minute", "0"]
-    instances: dict[str, HeliosServer] = {}
-    proc = None
-    try:
-        for name in ("a", "b"):
-            instances[name] = HeliosServer.start(
-                speed=4, extra=["--instance-id", name, *common], log_path=tmp / f"{name}.log"
-            )
-        ports = {name: int(s.url.rsplit(":", 1)[1]) for name, s in instances.items()}
-        listen = free_port()
-        assert NGINX is not None
-        config = _nginx_config(tmp, listen, ports)
-        log = tmp / "nginx.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [NGINX, "-p", str(tmp), "-c", str(config), "-e", "stderr"], stdout=out, stderr=out
-            )
-        router = f"http://127.0.0.1:{listen}"
-        _wait_healthy(router, proc, log)
-        yield Cluster(router, instances)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        for server in instances.values():
-            server.stop()
-
-
-def _instance_of(session_id: str) -> str:
-    found = re.fullmatch(r"sess_([a-z0-9]+)_[0-9a-f]{16}", session_id)
-    assert found, session_id
-    return found.group(1)
+    with start_cluster(tmp_path_factory.mktemp("multi")) as running:
+        yield running
 
 
 async def _stream(router: str, token: str) -> tuple[str, str, int]:
@@ -133,7 +60,7 @@ def test_sessions_spread_and_every_call_reaches_the_owner(cluster: Cluster) -> N
         return await asyncio.gather(*(_stream(cluster.router, token) for _ in range(4)))
 
     results = asyncio.run(run())
-    owners = {sid: _instance_of(sid) for sid, _, _ in results}
+    owners = {sid: instance_of(sid) for sid, _, _ in results}
     assert set(owners.values()) == {"a", "b"}, owners  # round robin spreads new sessions
     for sid, answer, frames in results:
         assert frames >= 10, f"{sid} received {frames} frames"
@@ -145,7 +72,7 @@ def test_sessions_spread_and_every_call_reaches_the_owner(cluster: Cluster) -> N
         held = {s["session_id"]: s for s in record["sessions"]}
         mine = {sid for sid, owner in owners.items() if owner == name}
         assert mine <= set(held), (name, mine, set(held))
-        assert not {sid for sid in held if _instance_of(sid) != name}  # nothing of the other instance
+        assert not {sid for sid in held if instance_of(sid) != name}  # nothing of the other instance
         for sid in mine:
             paths = [h["path"] for h in held[sid]["http"]]
             assert any("/transport/webrtc/" in p for p in paths), paths  # signalling landed here too
@@ -167,24 +94,27 @@ def test_unknown_instance_and_cross_instance_tokens(cluster: Cluster) -> None:
     )
     assert created.status_code == 201, created.text
     sid = created.json()["session_id"]
-    assert _instance_of(sid) == "b"
+    assert instance_of(sid) == "b"
     routed = httpx.get(cluster.router + f"/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
     assert routed.status_code == 200 and routed.json()["session_id"] == sid
     httpx.delete(cluster.router + f"/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
 
 
 def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path) -> None:
+    """Two Locust workers play sessions through the router; the master's accounting reads every instance's
+    record (--helios-admin-urls: /admin/record through the router would reach one instance only)."""
     port = free_port()
+    admin_urls = ",".join(server.url for server in cluster.instances.values())
     master = [
         *LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-        "--expect-workers", "2", "--expect-workers-max-wait", "60", "-u", "4", "-r", "4", "-t", "15s",
+        "--expect-workers", "2", "--expect-workers-max-wait", "60", "-u", "4", "-r", "4", "-t", "10s",
         "--helios-scenario", "prompts", "--headless", "--host", cluster.router, "--only-summary",
-        "--csv", str(tmp_path / "run"), "--helios-speed", "4",
+        "--csv", str(tmp_path / "run"), "--helios-speed", "4", "--helios-admin-urls", admin_urls,
     ]  # fmt: skip
     worker = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]  # noqa: SIM115
-    before = {name: {s["session_id"] for s in cluster.record(name)["sessions"]} for name in ("a", "b")}
+    before = {name: {s["session_id"] for s in cluster.record(name)["sessions"]} for name in cluster.instances}
     workers = [
         subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs
     ]
@@ -200,18 +130,22 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
         for log in logs:
             log.close()
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    assert result.returncode == 0, output[-6000:]
     assert "2 workers connected" in output
+    table = result.stdout[result.stdout.index("Helios session accounting") :]
+    assert "Every session accounted for: yes" in table, table
+    created = int(re.search(r"sessions created\s+(\d+)", table).group(1))  # type: ignore[union-attr]
+    records = {name: cluster.record(name) for name in cluster.instances}
     new = {
-        name: {
-            s["session_id"]: s
-            for s in cluster.record(name)["sessions"]
-            if s["session_id"] not in before[name]
-        }
-        for name in ("a", "b")
+        name: {s["session_id"]: s for s in record["sessions"] if s["session_id"] not in before[name]}
+        for name, record in records.items()
     }
-    assert sum(len(v) for v in new.values()) >= 4
+    assert sum(len(v) for v in new.values()) == created >= 4, (created, new.keys())
+    assert all(new.values()), {name: len(v) for name, v in new.items()}  # round robin spread them
     for name, sessions in new.items():
+        assert not strays(records[name]), strays(records[name])  # no call of a session missed its owner
         for sid, view in sessions.items():
-            assert _instance_of(sid) == name
-            assert view["chunks_generated"] >= 1 and view["commands"], sid
+            assert instance_of(sid) == name
+            calls = [f"{h['method']} {h['path']}" for h in view["http"]]
+            assert any("/transport/webrtc/" in c for c in calls) and f"DELETE /sessions/{sid}" in calls, calls
+            assert view["closed"] and view["chunks_generated"] >= 1 and view["commands"], sid
