@@ -97,7 +97,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def start_cluster(tmp: Path, *, ice_address: str = "127.0.0.1", namespace_root: bool = False) -> Iterator[Cluster]:
+def start_cluster(
+    tmp: Path, *, ice_address: str = "127.0.0.1", namespace_root: bool = False
+) -> Iterator[Cluster]:
     """Instances a and b plus nginx in front of them; everything stops when the block ends."""
     assert NGINX is not None, "nginx is not installed (apt-get install -y nginx)"
     common = ["--jwt-secret", SECRET, "--max-sessions-per-account", "0", "--max-creations-per-minute", "0"]
@@ -116,7 +118,9 @@ def start_cluster(tmp: Path, *, ice_address: str = "127.0.0.1", namespace_root: 
         config = _nginx_config(tmp, listen, ports, namespace_root)
         log = tmp / "nginx.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-e", "stderr"], stdout=out, stderr=out)
+            proc = subprocess.Popen(
+                [NGINX, "-p", str(tmp), "-c", str(config), "-e", "stderr"], stdout=out, stderr=out
+            )
         router = f"http://127.0.0.1:{listen}"
         _wait_healthy(router, proc, log)
         yield Cluster(router, instances)

@@ -1,16 +1,20 @@
-"""Two mock instances behind nginx (deploy/nginx) on one base URL, on loopback.
+"""Two mock instances behind nginx (deploy/nginx) on one base URL, on loopback (tests/multi_instance.py).
 
 nginx is started by the test with the documented configuration (ports substituted) under a temporary
 prefix, as an unprivileged process. Checks: session ids name their instance; new sessions spread over both
 instances; every call of a session (coordinator, transport, uploads) reaches the instance that holds it
-(each instance's ``/admin/record`` has exactly its own sessions, with all their HTTP calls); the SDP answer
-carries the instance's own ICE candidates (media never passes the router, which only speaks HTTP);
-tokens minted by one instance verify on the other; a Locust run with two workers through the router.
+(each instance's ``/admin/record`` has exactly its own sessions, with all their HTTP calls, and no call of
+another instance's session); the SDP answer carries the instance's own ICE candidates (media never passes
+the router, which only speaks HTTP); tokens minted by one instance verify on the other; a Locust run with
+two workers through the router (its accounting reads every instance's record); the published Python SDK
+through the router, in a network namespace (docs/CLIENTS.md §1), with a token and an upload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -26,6 +30,11 @@ from conformance.server import free_port
 from conformance.wire_client import WireClient
 from mock_server.transport.ice import restrict_host_addresses
 
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from netns import NS_ADDRESS, run_in_netns  # noqa: E402
+from prereq import missing_prerequisite  # noqa: E402
+
+PY_SCENARIOS = ROOT / "tests" / "e2e" / "py_scenarios"
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py")]
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install -y nginx)")
@@ -73,6 +82,7 @@ def test_sessions_spread_and_every_call_reaches_the_owner(cluster: Cluster) -> N
         mine = {sid for sid, owner in owners.items() if owner == name}
         assert mine <= set(held), (name, mine, set(held))
         assert not {sid for sid in held if instance_of(sid) != name}  # nothing of the other instance
+        assert not strays(record), strays(record)  # no call of the other's sessions reached this one
         for sid in mine:
             paths = [h["path"] for h in held[sid]["http"]]
             assert any("/transport/webrtc/" in p for p in paths), paths  # signalling landed here too
@@ -149,3 +159,50 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
             calls = [f"{h['method']} {h['path']}" for h in view["http"]]
             assert any("/transport/webrtc/" in c for c in calls) and f"DELETE /sessions/{sid}" in calls, calls
             assert view["closed"] and view["chunks_generated"] >= 1 and view["commands"], sid
+
+
+@pytest.mark.e2e
+def test_python_sdk_through_the_router(tmp_path: Path) -> None:
+    """The published Python SDK (reactor-sdk 1.13.0, libwebrtc: it needs the namespace's non-loopback
+    address, docs/CLIENTS.md §1) runs two concurrent production sessions through nginx in front of two
+    instances; every HTTP call of each session reaches its owner, media go straight to the instance."""
+    if importlib.util.find_spec("reactor_sdk") is None:
+        missing_prerequisite("reactor-sdk==1.13.0 is not installed (pip install -e '.[test]')")
+    out = tmp_path / "run"
+    argv = [
+        sys.executable, str(ROOT / "tests" / "multi_instance.py"), "--out", str(out),
+        "--ice-address", NS_ADDRESS, "--", sys.executable, str(PY_SCENARIOS / "through_router.py"),
+        "--out", str(out / "client"), "--api-url", "{api_url}",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(PYTHONUNBUFFERED="1", RUST_LOG="reactor_ffi=warn,reactor_core=warn")
+    out.mkdir()
+    proc = run_in_netns(
+        argv, cwd=ROOT, env=env, timeout=180, stdout_path=out / "ns.stdout", stderr_path=out / "ns.stderr"
+    )
+    results_path = out / "client" / "results.json"
+    clients = json.loads(results_path.read_text())["clients"] if results_path.exists() else []
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in (out / "ns.stderr", out / "client.log"))
+    assert proc.returncode == 0 and len(clients) == 2, (clients, logs)
+    records = {name: json.loads((out / f"record-{name}.json").read_text()) for name in ("a", "b")}
+    owners = {c["session_id"]: instance_of(c["session_id"]) for c in clients}
+    assert set(owners.values()) == {"a", "b"}, owners  # round robin: one session on each instance
+    for client in clients:
+        sid, owner = client["session_id"], owners[client["session_id"]]
+        assert client["upload_id"].startswith(f"{owner}_"), client
+        held = {s["session_id"]: s for s in records[owner]["sessions"]}
+        assert sid in held, (owner, sid, list(held))
+        view = held[sid]
+        calls = [f"{h['method']} {h['path']}" for h in view["http"]]
+        for call in (
+            f"/sessions/{sid}/transport/webrtc/",
+            f"PUT /uploads/{client['upload_id']}",
+            f"DELETE /sessions/{sid}",
+        ):
+            assert any(call in c for c in calls), (call, calls)
+        assert {"set_prompt", "set_image", "start"} <= {c["type"] for c in view["commands"]}, view["commands"]
+        sent = sum(c["frames_sent"] for c in view["connections"])  # the video came from the owner itself
+        assert view["closed"] and sent >= client["frames"] >= 10, (sent, client)
+    for name, record in records.items():
+        assert not strays(record), (name, strays(record))  # no session call reached the other instance
+        assert all(instance_of(s["session_id"]) == name for s in record["sessions"]), name
