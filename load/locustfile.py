@@ -249,7 +249,8 @@ def _quitting(environment: Environment, **_kwargs: Any) -> None:
 # ---------------------------------------------------------------------- session accounting
 # Every creation attempt of this process is a run: {session_id, outcome, kinds} (load/accounting.py). At the
 # end of the test the master (or the local runner) collects every run and compares them with the server's
-# GET /admin/record: sessions still open, or known to only one side, fail the run (exit code 1).
+# GET /admin/record (of every instance in --helios-admin-urls, merged, behind a router): sessions still open,
+# or known to only one side, fail the run (exit code 1).
 
 ACCOUNT_REQUEST = "helios_account"  # master → workers: stop, drain, send your runs
 ACCOUNT_REPLY = "helios_runs"  # worker → master: {runs, totals}
@@ -271,8 +272,8 @@ def _run_record(msg: dict[str, Any]) -> dict[str, Any]:
 
 def _admin_urls(environment: Environment) -> list[str]:
     """Where the accounting reads ``GET /admin/record``: every ``--helios-admin-urls`` entry, else --host."""
-    opts = environment.parsed_options
-    listed = [url.strip().rstrip("/") for url in (opts.helios_admin_urls or "").split(",") if url.strip()]
+    text = environment.parsed_options.helios_admin_urls if environment.parsed_options else ""
+    listed = [url.strip().rstrip("/") for url in (text or "").split(",") if url.strip()]
     return listed or [(environment.host or "").rstrip("/")]
 
 
