@@ -40,6 +40,7 @@ server without it the client reports symptoms only.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -191,6 +192,26 @@ def _compare_server(
         if session_id not in mine:
             acc.unknown_to_client.append(session_id)
     acc.unknown_to_server = sorted(set(mine) - seen)
+
+
+# A session id names its instance when the server runs with --instance-id (sess_<instance>_<hex>).
+_INSTANCE_ID = re.compile(r"sess_([a-z0-9]{1,16})_[0-9a-f]+")
+
+
+def instance_of(session_id: str) -> str | None:
+    """The instance a session id names (``sess_<instance>_<hex>``), or None for a plain ``sess_<hex>``."""
+    found = _INSTANCE_ID.fullmatch(session_id)
+    return found.group(1) if found else None
+
+
+def instances_missing(acc: Accounting, server: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Instances named by sessions the server does not know, of which the record read holds no session.
+
+    Behind a router (deploy/nginx) ``GET /admin/record`` reaches one instance only: the sessions of the
+    others are then all "unknown to the server" although they exist; this names those instances."""
+    read = {instance_of(str(view.get("session_id"))) for view in server}
+    named = {instance_of(session_id) for session_id in acc.unknown_to_server}
+    return sorted(name for name in named - read if name is not None)
 
 
 def accounting_text(acc: Accounting) -> str:

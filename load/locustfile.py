@@ -51,7 +51,7 @@ from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterR
 if not __package__:  # run by path (locust -f, python …/agent.py): import the siblings as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = Path(__file__).resolve().parent.name  # "load" in a checkout, "helios_mock_load" installed
-from .accounting import Accounting, accounting_text, reconcile  # noqa: E402
+from .accounting import Accounting, accounting_text, instances_missing, reconcile  # noqa: E402
 from .session import SCENARIOS, SEED  # noqa: E402
 
 AGENT = Path(__file__).resolve().parent / "agent.py"
@@ -163,6 +163,13 @@ def _failure_arguments(parser: Any) -> None:
         help="Helios: the mock's --admin-token, for the record reads (fault causes, session accounting)",
     )
     add(
+        "--helios-admin-urls",
+        default="",
+        env_var="LOCUST_HELIOS_ADMIN_URLS",
+        help="Helios: comma-separated base URLs of every instance whose GET /admin/record the accounting "
+        "reads and merges (several mocks behind a router); default: --host",
+    )
+    add(
         "--helios-no-admin",
         action="store_true",
         default=False,
@@ -242,7 +249,8 @@ def _quitting(environment: Environment, **_kwargs: Any) -> None:
 # ---------------------------------------------------------------------- session accounting
 # Every creation attempt of this process is a run: {session_id, outcome, kinds} (load/accounting.py). At the
 # end of the test the master (or the local runner) collects every run and compares them with the server's
-# GET /admin/record: sessions still open, or known to only one side, fail the run (exit code 1).
+# GET /admin/record (of every instance in --helios-admin-urls, merged, behind a router): sessions still open,
+# or known to only one side, fail the run (exit code 1).
 
 ACCOUNT_REQUEST = "helios_account"  # master → workers: stop, drain, send your runs
 ACCOUNT_REPLY = "helios_runs"  # worker → master: {runs, totals}
@@ -262,20 +270,31 @@ def _run_record(msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _admin_urls(environment: Environment) -> list[str]:
+    """Where the accounting reads ``GET /admin/record``: every ``--helios-admin-urls`` entry, else --host."""
+    text = environment.parsed_options.helios_admin_urls if environment.parsed_options else ""
+    listed = [url.strip().rstrip("/") for url in (text or "").split(",") if url.strip()]
+    return listed or [(environment.host or "").rstrip("/")]
+
+
 def _admin_sessions(environment: Environment) -> list[dict[str, Any]] | None:
-    """The server's sessions (GET /admin/record), or None when admin reads are off or impossible."""
+    """The server's sessions (GET /admin/record of every admin URL, merged), or None when admin reads are
+    off or one of them failed."""
     opts = environment.parsed_options
-    if opts is None or opts.helios_no_admin or not environment.host:
+    if opts is None or opts.helios_no_admin or not (environment.host or opts.helios_admin_urls):
         return None
-    request = urllib.request.Request(environment.host.rstrip("/") + "/admin/record")
-    if opts.helios_admin_token:
-        request.add_header("X-Helios-Admin-Token", opts.helios_admin_token)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return list(json.load(resp).get("sessions") or [])
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"Helios: cannot read {request.full_url}: {exc}", flush=True)
-        return None
+    sessions: list[dict[str, Any]] = []
+    for url in _admin_urls(environment):
+        headers = {"X-Helios-Admin-Token": opts.helios_admin_token} if opts.helios_admin_token else {}
+        try:
+            _check_host(url, bool(opts.helios_allow_remote))
+            request = urllib.request.Request(url + "/admin/record", headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                sessions += list(json.load(resp).get("sessions") or [])
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: bad JSON, URL or host
+            print(f"Helios: cannot read {url}/admin/record: {exc}", flush=True)
+            return None
+    return sessions
 
 
 @events.init.add_listener
@@ -347,6 +366,13 @@ def _account(environment: Environment, runs: list[dict[str, Any]], problems: lis
             break
         gevent.sleep(0.5)
     accounting.problems += problems or []
+    missing = instances_missing(accounting, sessions)
+    if missing:
+        accounting.problems.append(
+            f"the record read ({', '.join(_admin_urls(environment))}) holds no session of instance "
+            f"{', '.join(missing)}: behind a router GET /admin/record reaches one instance only; pass "
+            "--helios-admin-urls with the URL of every instance"
+        )
     print(accounting_text(accounting), flush=True)
     if not accounting.accounted:
         environment.process_exit_code = 1

@@ -767,13 +767,35 @@ async def play(
         error = f"{type(exc).__name__}: {exc}"
         session.failures.append(Failure("client error", "session", error))
     finally:
-        await _stop_task(body)
-        await session.finish(cut=cut)
+        await _to_the_end(_wind_up(session, body, cut))
     if session.lost.done():
         error = session.lost.result().error
     if session.outcome in ("ok", "degraded"):
         session.report("session", (time.monotonic() - t0) * 1000.0, session.timeline.received, None)
     return ScenarioResult(session.outcome in ("ok", "degraded"), session.summary(), error)
+
+
+async def _wind_up(session: LoadSession, body: asyncio.Task[None], cut: bool) -> None:
+    await _stop_task(body)
+    await session.finish(cut=cut)
+
+
+async def _to_the_end(work: Awaitable[None]) -> None:
+    """Await `work` to its end even if this task is cancelled meanwhile, then re-raise the cancellation.
+
+    A Locust user stopped while its session is winding up (closing, DELETE, reading its record) must not
+    cut that short: the session would stay open on the server or report no outcome to the accounting.
+    The wind-up is bounded by its own timeouts."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:  # ours (the wind-up goes on), or the wind-up's own (result() raises)
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:

@@ -9,6 +9,7 @@ benchmark still works end to end.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -27,7 +28,15 @@ from mock_server.media.markers import Markers, decode_markers, encode_markers
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # load/ is a directory of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
-from load.accounting import Failure, accounting_text, attribute, reconcile  # noqa: E402
+from load.accounting import (  # noqa: E402
+    Failure,
+    accounting_text,
+    attribute,
+    instance_of,
+    instances_missing,
+    reconcile,
+)
+from load.session import _to_the_end  # noqa: E402
 from load.video import FrameTimeline, _vp8_descriptor, read_markers_luma  # noqa: E402
 
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
@@ -294,6 +303,37 @@ def test_accounting_reconciles_client_runs_with_the_record() -> None:
     assert "Every session accounted for: NO" in accounting_text(acc)
     clean = reconcile(runs[:3], server[:3], before={"old"})
     assert clean.accounted and "Every session accounted for: yes" in accounting_text(clean)
+
+
+async def test_a_session_winding_up_is_not_cut_short_by_a_cancel() -> None:
+    """A user stopped while its session closes: the wind-up (DELETE, outcome) still ends, then the cancel."""
+    started, release, finished = asyncio.Event(), asyncio.Event(), []
+
+    async def wind_up() -> None:
+        started.set()
+        await release.wait()
+        finished.append(True)
+
+    outer = asyncio.ensure_future(_to_the_end(wind_up()))
+    await started.wait()
+    outer.cancel()
+    await asyncio.sleep(0)  # the cancel is delivered; the wind-up goes on
+    assert not outer.done() and not finished
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert finished == [True]
+
+
+def test_accounting_names_instances_missing_from_the_record() -> None:
+    """Behind a router /admin/record reaches one instance: the other's sessions are named as the cause."""
+    runs = [{"session_id": sid, "outcome": "ok", "kinds": []} for sid in ("sess_a_00ff", "sess_b_01ff")]
+    one_instance = [{"session_id": "sess_a_00ff", "closed": True}]
+    acc = reconcile(runs, one_instance)
+    assert acc.unknown_to_server == ["sess_b_01ff"] and instances_missing(acc, one_instance) == ["b"]
+    both = [*one_instance, {"session_id": "sess_b_01ff", "closed": True}]
+    assert reconcile(runs, both).accounted and instances_missing(reconcile(runs, both), both) == []
+    assert instance_of("sess_0123abcd") is None and instance_of("sess_b2_0123abcd") == "b2"
 
 
 def test_attribution_names_the_cause_from_the_record() -> None:
