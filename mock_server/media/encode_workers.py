@@ -40,6 +40,10 @@ from mock_server.model.plan import ReferenceImage
 log = logging.getLogger("helios_mock.media")
 
 WORKER_NICE = 5
+# glibc: frame-sized buffers (a 1280x768 frame is 1.5-3 MB) always come from mmap and go back to the system
+# when freed; by default the threshold rises after the first free and freed frames stay in the heap, which
+# grew a worker's RSS with every distinct chunk in flight.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 IMAGES_PER_WORKER = 32  # reference images a worker keeps (and the server remembers it keeps)
 Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); from a reader thread
 
@@ -130,6 +134,7 @@ def _launch(bitrate: int) -> tuple[Connection, subprocess.Popen[bytes]]:
             [sys.executable, "-m", __name__, str(theirs.fileno()), str(bitrate)],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **WORKER_MALLOC},
         )
     return Connection(ours.detach()), process
 

@@ -161,24 +161,13 @@ def _disc_sprite(seed: int, native_size: tuple[int, int], factor: int) -> _DiscS
     return _DiscSprite(*(np.repeat(np.repeat(a, factor, 0), factor, 1) for a in (rgb, alpha)))
 
 
-def _blend(plane: np.ndarray, y: int, x: int, value: np.ndarray, alpha: np.ndarray) -> None:
-    """Alpha-blend `value` onto `plane` at (y, x), clipped to the plane."""
-    h = min(value.shape[0], plane.shape[0] - y)
-    w = min(value.shape[1], plane.shape[1] - x)
-    if h <= 0 or w <= 0:
-        return
-    region = plane[y : y + h, x : x + w]
-    a = alpha[:h, :w]
-    region[:] = (region * (256 - a) + value[:h, :w] * a) >> 8
-
-
 class NativeFrames:
     """I420 frames of one chunk at the output size, drawn directly in I420.
 
     The chunk's backdrop is rendered at the native size and converted once per chunk by swscale (point
-    upscale to the output size while converting); each frame is a copy of those planes with the disc, the
-    progress marker and the band drawn in Y, U and V. Same picture as :class:`ChunkRenderer` up to
-    rounding in the colour conversion."""
+    upscale to the output size while converting); each frame puts the backdrop back where the previous
+    frame drew, then draws the disc, the progress marker and the band in Y, U and V. Same picture as
+    :class:`ChunkRenderer` up to rounding in the colour conversion."""
 
     def __init__(self, plan: ChunkPlan, native_size: tuple[int, int]) -> None:
         self._renderer = r = ChunkRenderer(dataclasses.replace(plan, sr_scale="off"), native_size)
@@ -195,6 +184,7 @@ class NativeFrames:
         )
         self._frame = av.VideoFrame(width, height, "yuv420p")  # drawn into in place, frame after frame
         self._planes = tuple(_plane_array(plane) for plane in self._frame.planes)
+        self._drawn: list[tuple[int, int, int, int, int]] | None = None  # regions drawn over the backdrop
         self._disc = _disc_sprite(plan.seed, tuple(native_size), self.f)
         self._marker = np.round(_yuv(MARKER_COLOUR)).astype(np.uint8)
 
@@ -202,31 +192,59 @@ class NativeFrames:
         """Frame `index`; the same VideoFrame object each call (encode it before asking for the next)."""
         if self._planes is None:
             return self.convert(self._renderer.frame(index))
-        for plane, backdrop in zip(self._planes, self._backdrop, strict=True):
-            np.copyto(plane, backdrop)
+        self._restore_backdrop()
         y_plane, u_plane, v_plane = self._planes
         self._draw_disc(y_plane, (u_plane, v_plane), index)
         self._draw_marker(y_plane, (u_plane, v_plane), index)
         r = self._renderer
         rows, widths = r.cell_rows * self.f, r.cell_widths * self.f
         cells = _BAND_LUMA[r.cells(index)]
-        for row in range(cells.shape[0]):
+        for row in range(cells.shape[0]):  # the band's rows are drawn whole every frame
             y_plane[rows[row] : rows[row + 1]] = np.repeat(cells[row], widths)
         return self._frame
+
+    def _restore_backdrop(self) -> None:
+        """Put the backdrop back where the previous frame drew (all of it before the first frame)."""
+        assert self._planes is not None
+        if self._drawn is None:
+            for plane, backdrop in zip(self._planes, self._backdrop, strict=True):
+                np.copyto(plane, backdrop)
+        else:
+            for p, y0, y1, x0, x1 in self._drawn:
+                self._planes[p][y0:y1, x0:x1] = self._backdrop[p][y0:y1, x0:x1]
+        self._drawn = []
 
     def _draw_disc(self, y_plane: np.ndarray, chroma: tuple[np.ndarray, np.ndarray], index: int) -> None:
         dx, dy = self._renderer.disc_origin(index)
         x, y, sprite = dx * self.f, dy * self.f, self._disc
-        _blend(y_plane, y, x, sprite.y, sprite.a)
-        for plane, values in zip(chroma, (sprite.uv[..., 0], sprite.uv[..., 1]), strict=True):
-            _blend(plane, y // 2, x // 2, values, sprite.ca)
+        self._blend(0, y_plane, y, x, sprite.y, sprite.a)
+        for p, (plane, values) in enumerate(zip(chroma, (sprite.uv[..., 0], sprite.uv[..., 1]), strict=True)):
+            self._blend(p + 1, plane, y // 2, x // 2, values, sprite.ca)
+
+    def _blend(self, p: int, plane: np.ndarray, y: int, x: int, value: np.ndarray, alpha: np.ndarray) -> None:
+        """Alpha-blend `value` onto plane `p` at (y, x), clipped to the plane; remembers the region."""
+        h = min(value.shape[0], plane.shape[0] - y)
+        w = min(value.shape[1], plane.shape[1] - x)
+        if h <= 0 or w <= 0:
+            return
+        region = plane[y : y + h, x : x + w]
+        a = alpha[:h, :w]
+        region[:] = (region * (256 - a) + value[:h, :w] * a) >> 8
+        self._note(p, y, y + h, x, x + w)
 
     def _draw_marker(self, y_plane: np.ndarray, chroma: tuple[np.ndarray, np.ndarray], index: int) -> None:
         m0, m1 = (c * self.f for c in self._renderer.marker_span(index))
         t0, t1 = (t * self.f for t in self._renderer.track)
         y_plane[t0:t1, m0:m1] = self._marker[0]
-        for plane, value in zip(chroma, self._marker[1:], strict=True):
-            plane[t0 // 2 : (t1 + 1) // 2, m0 // 2 : (m1 + 1) // 2] = value
+        self._note(0, t0, t1, m0, m1)
+        c0, c1, r0, r1 = m0 // 2, (m1 + 1) // 2, t0 // 2, (t1 + 1) // 2
+        for p, (plane, value) in enumerate(zip(chroma, self._marker[1:], strict=True)):
+            plane[r0:r1, c0:c1] = value
+            self._note(p + 1, r0, r1, c0, c1)
+
+    def _note(self, p: int, y0: int, y1: int, x0: int, x1: int) -> None:
+        assert self._drawn is not None
+        self._drawn.append((p, y0, y1, x0, x1))
 
     def convert(self, native_rgb: np.ndarray) -> av.VideoFrame:
         width, height = self.output_size

@@ -54,7 +54,7 @@ def _upscale(a: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(a, factor, axis=1), factor, axis=0)  # columns first: faster
 
 
-LAYER_CACHE_BYTES = 96 << 20  # native-size layers kept per (prompt, image) and seed: many distinct sessions
+LAYER_CACHE_BYTES = 16 << 20  # native layers kept per (prompt, image) and seed (each serves whole chunks)
 
 
 class _LayerCache:
