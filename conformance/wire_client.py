@@ -383,8 +383,9 @@ class WireClient:
             if remaining <= 0:
                 raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
             self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.25))
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the event
+                async with asyncio.timeout(min(remaining, 0.25)):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
 

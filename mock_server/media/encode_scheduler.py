@@ -25,6 +25,8 @@ from mock_server.model.plan import ChunkPlan
 log = logging.getLogger("helios_mock.media")
 
 URGENT_FRAMES = 2.0
+LEAD_MARGIN = 0.2  # seconds: a job starts at least this long before its first frame is due
+LEAD_FACTOR = 2.0  # and early enough for twice the queued work at the measured speed
 Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); thread-safe
 
 
@@ -69,6 +71,7 @@ class EncodeScheduler:
         self.frames_encoded = 0
         self.on_encoded: Callable[[float], None] = lambda seconds: None  # encode time of one frame (metrics)
         self.abandoned = 0  # jobs stopped early because no track wanted the rest
+        self.frame_seconds = 0.005  # moving average of rendering + encoding one frame
 
     def submit(self, job: EncodeJob) -> None:
         with self._cv:
@@ -84,10 +87,23 @@ class EncodeScheduler:
             self._threads.append(thread)
 
     def _take(self) -> EncodeJob:
+        """The most urgent job, once it is time to start it (see `_lead`)."""
         with self._cv:
-            while not self._queue:
-                self._cv.wait()
-            return heapq.heappop(self._queue)[2]
+            while True:
+                if not self._queue:
+                    self._cv.wait()
+                    continue
+                wait = self._queue[0][0] - self._lead() - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._queue)[2]
+                self._cv.wait(wait)  # a job announced ahead: a command may still change it
+
+    def _lead(self) -> float:
+        """How long before its first frame is due the next job starts: the queued work at the measured
+        seconds per frame, with room to spare. Starting earlier would only waste work when a command
+        changes the chunk before it begins (the clock announces chunks about a second ahead)."""
+        frames = sum(CHUNK_FRAMES - job.next for _, _, job in self._queue)
+        return LEAD_MARGIN + LEAD_FACTOR * frames * self.frame_seconds
 
     def _switch(self, job: EncodeJob) -> EncodeJob:
         """Keep `job` unless a queued job is due within URGENT_FRAMES intervals and sooner than it."""
@@ -132,10 +148,13 @@ class EncodeScheduler:
                 job.frames = NativeFrames(job.plan, job.native_size)
                 job.encoder = self.pool.take(name, *job.frames.output_size)
             assert job.encoder is not None
+            began = time.perf_counter()
             frame = job.frames.frame(job.next)
             started = time.perf_counter()
             data = job.encoder.encode(frame, key=job.next == job.start)
-            self.on_encoded(time.perf_counter() - started)
+            ended = time.perf_counter()
+            self.on_encoded(ended - started)
+            self.frame_seconds += 0.05 * (ended - began - self.frame_seconds)
         except Exception as exc:  # never leave a sender waiting forever
             log.exception("encoding chunk %d frame %d failed", job.plan.chunk_index, job.next)
             error = f"encoding chunk {job.plan.chunk_index} failed: {exc}"

@@ -110,8 +110,9 @@ async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
         return deliver
 
     scheduler = EncodeScheduler(EncoderPool(300_000), workers=1)
-    # "late" is due far in the future; "urgent" now, submitted afterwards: it is served first.
-    far = loop.time() + 1e6
+    # "late" is due soon (early enough to be started at once); "urgent" now, submitted afterwards: it is
+    # served first.
+    far = loop.time() + 0.5
     late = EncodeJob(plan(chunk=1), (160, 96), "video/VP8", recorder("late"), t0=far, interval=1)
     urgent = EncodeJob(plan(chunk=2), (160, 96), "video/VP8", recorder("urgent"), t0=0.0, interval=1e-6)
     with scheduler._cv:  # queue both before a worker can pick one
@@ -119,6 +120,33 @@ async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
         scheduler.submit(urgent)
     await asyncio.wait_for(done.wait(), 30)
     assert order[:CHUNK_FRAMES] == [("urgent", i) for i in range(CHUNK_FRAMES)]
+
+
+async def test_a_job_announced_long_ahead_waits_until_its_lead_time() -> None:
+    """A chunk announced a minute ahead is not started while a command could still change it; an urgent
+    job submitted after it runs to the end meanwhile (the barrier: nothing of the early job by then)."""
+    order: list[tuple[str, int]] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def recorder(name: str) -> object:
+        def deliver(index: int, data: bytes | None, error: str | None) -> None:
+            order.append((name, index))
+            if name == "urgent" and index == CHUNK_FRAMES - 1:
+                loop.call_soon_threadsafe(done.set)
+
+        return deliver
+
+    scheduler = EncodeScheduler(EncoderPool(300_000), workers=1)
+    ahead = EncodeJob(
+        plan(chunk=1), (160, 96), "video/VP8", recorder("ahead"), t0=loop.time() + 60, interval=1
+    )
+    urgent = EncodeJob(plan(chunk=2), (160, 96), "video/VP8", recorder("urgent"), t0=0.0, interval=1e-6)
+    scheduler.submit(ahead)
+    scheduler.submit(urgent)
+    await asyncio.wait_for(done.wait(), 30)
+    assert order == [("urgent", i) for i in range(CHUNK_FRAMES)]
+    assert 0 < scheduler._lead() < 1.0  # one queued chunk at the measured speed, plus the margin
 
 
 async def test_track_answers_a_keyframe_request_with_a_key_frame_at_the_next_frame() -> None:
