@@ -42,6 +42,7 @@ class EncodeJob:
     interval: float
     start: int = 0
     wanted: Callable[[], bool] = lambda: True  # False: nobody will send the rest; stop early
+    deliver_many: Callable[[list[tuple[int, bytes | None, str | None]]], None] | None = None  # batches
     next: int = field(init=False)
     frames: NativeFrames | None = field(default=None, init=False)
     encoder: ReusedEncoder | None = field(default=None, init=False)
@@ -72,6 +73,7 @@ class EncodeScheduler:
         self.on_encoded: Callable[[float], None] = lambda seconds: None  # encode time of one frame (metrics)
         self.abandoned = 0  # jobs stopped early because no track wanted the rest
         self.frame_seconds = 0.005  # moving average of rendering + encoding one frame
+        self.on_pause: Callable[[], None] = lambda: None  # a worker leaves its job (switches or waits)
 
     def submit(self, job: EncodeJob) -> None:
         with self._cv:
@@ -121,9 +123,13 @@ class EncodeScheduler:
         while True:
             self._step(job)
             if job.done:
+                self.on_pause()
                 job = self._take()
             else:
-                job = self._switch(job)
+                other = self._switch(job)
+                if other is not job:
+                    self.on_pause()
+                job = other
 
     def behind(self) -> bool:
         """True when a queued frame is already overdue by more than URGENT_FRAMES intervals."""

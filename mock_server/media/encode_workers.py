@@ -44,8 +44,11 @@ WORKER_NICE = 5
 # when freed; by default the threshold rises after the first free and freed frames stay in the heap, which
 # grew a worker's RSS with every distinct chunk in flight.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+SEND_AHEAD_FRAMES = 3  # a packet due within this many frame intervals is sent at once, not batched
+BATCH_PACKETS = 16  # packets sent together at most
 IMAGES_PER_WORKER = 32  # reference images a worker keeps (and the server remembers it keeps)
 Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); from a reader thread
+DeliverMany = Callable[[list[tuple[int, "bytes | None", "str | None"]]], None]  # several at once
 
 
 def _remember(images: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
@@ -59,6 +62,34 @@ def _remember(images: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
 # ---------------------------------------------------------------------------------------- worker side
 
 
+class _Outbox:
+    """Packets on their way to the server, sent in batches (one pickle and one socket write for many).
+
+    A packet goes at once when it is due within SEND_AHEAD_FRAMES, with the chunk's last packet or an
+    error; otherwise it waits for up to BATCH_PACKETS others, or until the scheduler leaves its job
+    (`EncodeScheduler.on_pause`), so no packet waits behind a job the worker is not encoding."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._items: list[tuple[int, int, bytes | None, str | None, float]] = []
+        self._lock = threading.Lock()
+
+    def add(self, item: tuple[int, int, bytes | None, str | None, float], urgent: bool) -> None:
+        with self._lock:
+            self._items.append(item)
+            if urgent or len(self._items) >= BATCH_PACKETS:
+                self._send()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send()
+
+    def _send(self) -> None:
+        if self._items:
+            self._conn.send(self._items)
+            self._items = []
+
+
 def worker_main(conn: Connection, bitrate: int) -> None:
     """A worker process: encode the jobs it receives, send each packet back as soon as it exists.
 
@@ -69,17 +100,20 @@ def worker_main(conn: Connection, bitrate: int) -> None:
     except OSError:  # not permitted here: run at the server's priority
         pass
     scheduler = EncodeScheduler(EncoderPool(bitrate), workers=1)
-    send_lock = threading.Lock()
+    outbox = _Outbox(conn)
+    scheduler.on_pause = outbox.flush
     cancelled: set[int] = set()
     images: OrderedDict[bytes, ReferenceImage] = OrderedDict()
     last_seconds = [0.0]
     scheduler.on_encoded = lambda seconds: last_seconds.__setitem__(0, seconds)
 
-    def deliverer(job_id: int) -> Deliver:
+    def deliverer(job_id: int, t0: float, interval: float, start: int) -> Deliver:
         def deliver(index: int, data: bytes | None, error: str | None) -> None:
-            with send_lock:
-                conn.send((job_id, index, data, error, last_seconds[0]))
-            if index == CHUNK_FRAMES - 1 or error is not None:
+            last = index == CHUNK_FRAMES - 1 or error is not None
+            due = t0 + (index - start) * interval
+            urgent = last or due < time.monotonic() + SEND_AHEAD_FRAMES * interval
+            outbox.add((job_id, index, data, error, last_seconds[0]), urgent)
+            if last:
                 cancelled.discard(job_id)
 
         return deliver
@@ -100,17 +134,28 @@ def worker_main(conn: Connection, bitrate: int) -> None:
             _remember(images, image_key, image)
             plan = dataclasses.replace(plan, image=image)
         wanted = lambda job_id=job_id: job_id not in cancelled  # noqa: E731
-        scheduler.submit(EncodeJob(plan, native, mime, deliverer(job_id), t0, interval, start, wanted))
+        deliver = deliverer(job_id, t0, interval, start)
+        scheduler.submit(EncodeJob(plan, native, mime, deliver, t0, interval, start, wanted))
 
 
 # ---------------------------------------------------------------------------------------- server side
+
+
+Packet = tuple[int, "bytes | None", "str | None", float]  # (index, data, error, encode seconds)
+
+
+def _by_job(batch: list[tuple[int, int, bytes | None, str | None, float]]) -> dict[int, list[Packet]]:
+    grouped: dict[int, list[Packet]] = {}
+    for job_id, index, data, error, seconds in batch:
+        grouped.setdefault(job_id, []).append((index, data, error, seconds))
+    return grouped
 
 
 @dataclass(eq=False)
 class _Pending:
     """A job a worker holds: where its packets go and how far it got (for `behind`)."""
 
-    deliver: Deliver
+    deliver_many: DeliverMany
     t0: float
     interval: float
     start: int
@@ -165,20 +210,24 @@ class _Worker:
     def _read(self) -> None:
         while True:
             try:
-                job_id, index, data, error, seconds = self.conn.recv()
+                batch = self.conn.recv()
             except (EOFError, OSError):
                 break
-            pending = self.pending.get(job_id)
-            if pending is None:
-                continue  # cancelled meanwhile
+            for job_id, items in _by_job(batch).items():
+                pending = self.pending.get(job_id)
+                if pending is not None:  # else cancelled meanwhile
+                    self._take_packets(job_id, pending, items)
+        self._fail_all()
+
+    def _take_packets(self, job_id: int, pending: _Pending, items: list[Packet]) -> None:
+        for index, data, error, seconds in items:
             pending.next = index + 1
             if data is not None:
                 self.frames_encoded += 1
                 self._on_encoded[0](seconds)
             if index == CHUNK_FRAMES - 1 or error is not None:
                 self.pending.pop(job_id, None)
-            pending.deliver(index, data, error)
-        self._fail_all()
+        pending.deliver_many([(index, data, error) for index, data, error, _ in items])
 
     def _fail_all(self) -> None:
         """The worker is gone: every sender waiting on it gets an error instead of waiting forever."""
@@ -187,8 +236,8 @@ class _Worker:
         self.alive = False
         for job_id in list(self.pending):
             pending = self.pending.pop(job_id)
-            for index in range(pending.next, CHUNK_FRAMES):
-                pending.deliver(index, None, "the encoder worker process exited")
+            error = "the encoder worker process exited"
+            pending.deliver_many([(index, None, error) for index in range(pending.next, CHUNK_FRAMES)])
 
     def stop(self) -> None:
         """Ask the worker to exit (closing our end is not enough: the reader thread still holds it)."""
@@ -213,6 +262,14 @@ def _close_all(workers: list[_Worker]) -> None:
     deadline = time.monotonic() + 2.0
     for worker in workers:
         worker.close(deadline)
+
+
+def _one_by_one(deliver: Deliver) -> DeliverMany:
+    def deliver_many(items: list[tuple[int, bytes | None, str | None]]) -> None:
+        for item in items:
+            deliver(*item)
+
+    return deliver_many
 
 
 class ProcessEncoders:
@@ -256,7 +313,9 @@ class ProcessEncoders:
             self.start()
         worker = min(self._workers, key=lambda w: w.load)
         job_id = next(self._ids)
-        worker.pending[job_id] = _Pending(job.deliver, job.t0, job.interval, job.start)
+        worker.pending[job_id] = _Pending(
+            job.deliver_many or _one_by_one(job.deliver), job.t0, job.interval, job.start
+        )
         plan = job.plan
         if image_key:
             if image_key in worker.images:

@@ -31,6 +31,7 @@ from mock_server.media.encode_workers import ProcessEncoders
 from mock_server.media.encoder import ENCODERS, EncoderPool
 from mock_server.model.plan import ChunkPlan, ReferenceImage
 
+EVICT_INTERVAL = 0.05  # seconds between two looks at the cache's size
 RECENT_BYTES = 4 << 20  # packet bytes of recently used chunks kept beyond those a track is sending
 _image_digests: weakref.WeakKeyDictionary[ReferenceImage, bytes] = weakref.WeakKeyDictionary()
 
@@ -113,6 +114,17 @@ class EncodedChunk:
         except RuntimeError:  # the loop is closed
             pass
 
+    def deliver_many_threadsafe(self, items: list[tuple[int, bytes | None, str | None]]) -> None:
+        """Several packets at once (one wake-up of the event loop), from a reader thread."""
+        try:
+            self._loop.call_soon_threadsafe(self._deliver_many, items)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    def _deliver_many(self, items: list[tuple[int, bytes | None, str | None]]) -> None:
+        for index, data, error in items:
+            self._deliver(index, data, error)
+
     def _deliver(self, index: int, data: bytes | None, error: str | None) -> None:
         if self.cancelled:
             return  # encoded before the worker heard of the cancellation: nobody reads it
@@ -133,6 +145,7 @@ class EncodedChunkCache:
         frame_interval: float = 1 / 24,
         max_bytes: int = RECENT_BYTES,
         keep_seconds: float = 30.0,
+        evict_every: float = EVICT_INTERVAL,
         bitrate: int = DEFAULT_BITRATE,
         workers: int | None = None,
         encoders: str = "processes",
@@ -156,6 +169,8 @@ class EncodedChunkCache:
         self.scheduler.on_encoded = on_encoded
         self._chunks: OrderedDict[Hashable, EncodedChunk] = OrderedDict()  # recent ones (strong)
         self._in_use: weakref.WeakValueDictionary[Hashable, EncodedChunk] = weakref.WeakValueDictionary()
+        self.evict_every = evict_every
+        self._evicted_at = -evict_every
         self.hits = 0
         self.misses = 0
         self.recoveries = 0
@@ -210,6 +225,7 @@ class EncodedChunkCache:
             interval=self.frame_interval,
             start=start,
             wanted=chunk.wanted,
+            deliver_many=chunk.deliver_many_threadsafe,
         )
         if isinstance(self.scheduler, ProcessEncoders):
             chunk.on_cancel = self.scheduler.submit(job, _image_digest(plan.image))
@@ -228,7 +244,13 @@ class EncodedChunkCache:
             self.scheduler.close()
 
     def _evict(self) -> None:
-        stale = time.monotonic() - self.keep_seconds
+        """Drop idle chunks and keep the recent ones within `max_bytes` (summed at most every
+        EVICT_INTERVAL: a sum over every cached chunk at each call cost the event loop with 100 sessions)."""
+        now = time.monotonic()
+        if now - self._evicted_at < self.evict_every:
+            return
+        self._evicted_at = now
+        stale = now - self.keep_seconds
         while len(self._chunks) > 1:
             oldest = next(iter(self._chunks.values()))
             if oldest.last_used >= stale:

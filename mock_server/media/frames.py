@@ -136,6 +136,13 @@ def _image_layer(image: ReferenceImage, native_size: Size) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def _char_width(size: int) -> float:
+    """Mean width of a lower-case letter in the default font at `size` (for wrapping prompts)."""
+    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    return max(1.0, probe.textlength("abcdefghij", font=_font(size)) / 10)
+
+
 @lru_cache(maxsize=16)
 def _text_overlay(prompt: str, native_size: Size) -> tuple[int, int, np.ndarray, np.ndarray] | None:
     """Prompt text in a translucent box: (y, x, rgb (h, w, 3) float32, alpha (h, w, 1) float32) or None."""
@@ -146,7 +153,7 @@ def _text_overlay(prompt: str, native_size: Size) -> tuple[int, int, np.ndarray,
     margin = max(2, round(height / 32))
     font = _font(size)
     probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
-    chars = max(8, int((width - 4 * margin) / max(1.0, probe.textlength("abcdefghij", font=font) / 10)))
+    chars = max(8, int((width - 4 * margin) / _char_width(size)))
     lines = textwrap.wrap(" ".join(prompt.split()), width=chars) or [""]
     if len(lines) > 3:
         lines = lines[:2] + [textwrap.shorten(" ".join(lines[2:]), width=chars, placeholder="...")]

@@ -87,7 +87,7 @@ async def test_recovery_chunk_decodes_on_its_own_from_the_frame_asked(mime: str)
 
 
 async def test_identical_content_is_encoded_once_and_idle_chunks_are_dropped() -> None:
-    cache = EncodedChunkCache((160, 96), frame_interval=0.001, keep_seconds=0.0)
+    cache = EncodedChunkCache((160, 96), frame_interval=0.001, keep_seconds=0.0, evict_every=0.0)
     a = cache.chunk(plan(), "video/VP8")
     assert cache.chunk(plan(), "video/VP8") is a and (cache.hits, cache.misses) == (1, 1)
     await packets_of(a)
