@@ -761,21 +761,33 @@ def capacity_row(variant: Variant) -> dict[str, Any]:
         "measured_at": at.sessions if at else None,
         "server_cpu_per_session_pct": round(at.server_cpu / at.live, 2) if at and at.live else None,
         "rss_per_session_mb": at.rss_per_session_mb if at else None,
+        "rss_slope_mb": _rss_slope(held),
         "one_session_cpu_pct": one.server_cpu if one else None,
     }
 
 
+def _rss_slope(held: list[StepResult]) -> float | None:
+    """Server RSS added per session between the first and the last step held (fixed costs excluded)."""
+    if len(held) < 2 or held[-1].live == held[0].live:
+        return None
+    return round((held[-1].server_rss_mb - held[0].server_rss_mb) / (held[-1].live - held[0].live), 2)
+
+
 def print_table(variants: list[Variant]) -> list[dict[str, Any]]:
     rows = [capacity_row(v) for v in variants]
-    print("\n| content / size | sessions held at 24 fps | server CPU per session | server RSS per session |")
-    print("|---|---|---|---|")
+    print(
+        "\n| content / size | sessions held at 24 fps | server CPU per session | server RSS per session "
+        "| RSS slope per session |"
+    )
+    print("|---|---|---|---|---|")
     for r in rows:
         held = f"{r['sessions_held']}" + (
             " (largest tried)" if r["sessions_held"] and r["sessions_held"] == r["largest_step_tried"] else ""
         )
         cpu = "—" if r["server_cpu_per_session_pct"] is None else f"{r['server_cpu_per_session_pct']} %"
         rss = "—" if r["rss_per_session_mb"] is None else f"{r['rss_per_session_mb']:.2f} MB"
-        print(f"| {r['content']}, {r['size']} | {held} | {cpu} (at {r['measured_at']}) | {rss} |")
+        slope = "—" if r["rss_slope_mb"] is None else f"{r['rss_slope_mb']:.2f} MB"
+        print(f"| {r['content']}, {r['size']} | {held} | {cpu} (at {r['measured_at']}) | {rss} | {slope} |")
     ones = [r for r in rows if r["one_session_cpu_pct"] is not None]
     for r in ones:
         print(f"one {r['content']} {r['size']} session: server {r['one_session_cpu_pct']} % of one core")
