@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -37,7 +36,7 @@ from mock_server.routes import (
 )
 from mock_server.routes.body_guard import BodyGuard
 from mock_server.routes.errors import client_gone, http_error
-from mock_server.services.admin import note_http, session_for_path
+from mock_server.routes.http_record import HttpRecord
 from mock_server.services.admin_guard import CORS_ALLOW_HEADERS, cors_applies
 from mock_server.services.registry import Registry
 from mock_server.transport.ice import restrict_host_addresses
@@ -95,8 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=["Retry-After"],
     )
     app.add_middleware(BodyGuard, settings=settings)  # inside the record middleware: refusals are recorded
-    app.middleware("http")(_record_http)
-    app.middleware("http")(clips.remember_base_url)
+    app.add_middleware(HttpRecord)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, client_gone)
@@ -105,24 +103,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(family.router)
     app.include_router(admin.socket_router)
     return app
-
-
-async def _record_http(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Record every answered request in the record of the session it is about (or as unbound).
-
-    Refused requests (401/403: another token's, or a wrong admin token) are recorded as unbound, so a
-    foreign caller cannot write into a session's record."""
-    registry: Registry = request.app.state.registry
-    path = request.url.path
-    session_before = session_for_path(registry, path)
-    started = time.perf_counter()
-    response = await call_next(request)
-    handled_ms = (time.perf_counter() - started) * 1000  # arrival -> response start, this middleware inward
-    session = session_before or session_for_path(registry, path)
-    if response.status_code in (401, 403):
-        session = None  # a refused caller's request is not part of that session's history
-    note_http(registry, session, request.method, path, response.status_code, handled_ms)
-    return response
 
 
 async def _prime_routes(app: FastAPI) -> None:

@@ -7,7 +7,6 @@ Also the middleware that remembers, per session, the base URL its clients reach 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -15,7 +14,6 @@ from fastapi.responses import Response
 
 from mock_server.routes.deps import RegistryDep
 from mock_server.routes.errors import errors
-from mock_server.services.admin import session_for_path
 from mock_server.services.clips import PLAYLIST_TYPE, ClipService
 
 log = logging.getLogger("helios_mock.http")
@@ -67,15 +65,3 @@ async def media_segment(
 ) -> Response:
     data = await clips.media_segment(request.query_params, seq, authorization)
     return Response(data, media_type="video/iso.segment")
-
-
-async def remember_base_url(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """After a session's request succeeds, note the scheme://host[:port] its client used, for clip URLs."""
-    response = await call_next(request)
-    if response.status_code < 400 and request.url.path != "/clips":
-        session = session_for_path(request.app.state.registry, request.url.path)
-        if session is not None and session.recording is not None:
-            session.recording.base_url = str(request.base_url).rstrip("/")
-    return response
