@@ -1,12 +1,12 @@
-"""Fast encoder settings and frame preparation for the encode-once path.
+"""Fast encoder settings and frame drawing for the encode-once path.
 
-Settings were measured on rendered chunks (``load/bench.py --encoders``, README "Capacity"): libvpx
-real-time with ``cpu-used 16`` is about 2x faster than ``cpu-used 8`` at 1280x768 for the same bitrate;
-libx264 ``ultrafast``/``zerolatency`` is the fastest preset. The marker band reads back after both.
+Settings were measured on rendered chunks (``scripts/encoder_settings.py``, README "Capacity"): libvpx
+real-time with ``cpu-used 16`` is about 2x faster than ``cpu-used 8`` at 1280x768 for the same bitrate,
+and ``static-thresh 500`` skips the macroblocks of the still backdrop; libx264 ``ultrafast``/
+``zerolatency`` is the fastest preset. The marker band reads back after every one of them.
 
-Frames are rendered at the native size and scaled to the output size by swscale with point sampling while
-converting to I420: the same picture as rendering at the output size (nearest-neighbour ``sr_scale``
-upscale), at a quarter of the rendering and conversion work for ``2x``.
+Frames are drawn directly in I420 (:class:`NativeFrames`): the chunk's backdrop once per chunk, then only
+what moves per frame.
 """
 
 from __future__ import annotations
