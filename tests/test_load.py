@@ -28,6 +28,8 @@ from mock_server.media.markers import Markers, decode_markers, encode_markers
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # load/ is a directory of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
+from locust_runs import run_distributed  # noqa: E402
+
 from load.accounting import (  # noqa: E402
     Failure,
     accounting_text,
@@ -222,26 +224,11 @@ def test_locust_distributed_two_workers(load_server: HeliosServer, tmp_path: Pat
         "--helios-scenario", "prompts", *_helios_args(load_server, tmp_path),
     ]  # fmt: skip
     worker_cmd = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]  # noqa: SIM115
-    workers = [
-        subprocess.Popen(worker_cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs
-    ]
-    try:
-        result = _run(master_cmd, timeout=150, log=tmp_path / "master.log")
-        for worker in workers:
-            worker.wait(timeout=60)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-        for log in logs:
-            log.close()
+    result, worker_statuses = run_distributed(master_cmd, worker_cmd, tmp_path, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "2 workers connected" in output
-    assert all(w.returncode == 0 for w in workers)
+    assert worker_statuses == [0, 0]
     assert "Every session accounted for: yes" in result.stdout
     _check_run(tmp_path, min_sessions=4)
 

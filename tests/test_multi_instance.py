@@ -18,13 +18,13 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from locust_runs import run_distributed
 from multi_instance import NGINX, ROOT, Cluster, instance_of, start_cluster, strays
 
 from conformance.server import free_port
@@ -125,25 +125,9 @@ def test_locust_two_workers_through_the_router(cluster: Cluster, tmp_path: Path)
         "--exit-code-on-error", "0",  # the exit status is the accounting's; failures are checked below
     ]  # fmt: skip
     worker = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]  # noqa: SIM115
     before = {name: {s["session_id"] for s in cluster.record(name)["sessions"]} for name in cluster.instances}
-    workers = [
-        subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs
-    ]
-    try:
-        result = subprocess.run(master, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
-        for proc in workers:
-            proc.wait(timeout=60)
-    finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for log in logs:
-            log.close()
+    result, _ = run_distributed(master, worker, tmp_path, cwd=ROOT)
     output = result.stdout + result.stderr
-    (tmp_path / "master.log").write_text(output)
     assert result.returncode == 0, (
         result.stdout[result.stdout.find("Helios session") :] + result.stderr[-3000:]
     )

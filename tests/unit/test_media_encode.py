@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -96,19 +97,27 @@ async def test_identical_content_is_encoded_once_and_idle_chunks_are_dropped() -
     assert len(cache._chunks) == 1  # idle longer than keep_seconds: only the newest stays
 
 
-async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
-    order: list[tuple[str, int]] = []
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
+class Deliveries:
+    """Records (job name, frame index) as a scheduler delivers; `done` is set once `until` holds."""
 
-    def recorder(name: str) -> object:
+    def __init__(self, until: Callable[[list[tuple[str, int]]], bool]) -> None:
+        self.order: list[tuple[str, int]] = []
+        self.done = asyncio.Event()
+        self._until = until
+        self._loop = asyncio.get_running_loop()
+
+    def recorder(self, name: str) -> Callable[[int, bytes | None, str | None], None]:
         def deliver(index: int, data: bytes | None, error: str | None) -> None:
-            order.append((name, index))
-            if len(order) == 2 * CHUNK_FRAMES:
-                loop.call_soon_threadsafe(done.set)
+            self.order.append((name, index))
+            if self._until(self.order):
+                self._loop.call_soon_threadsafe(self.done.set)
 
         return deliver
 
+
+async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
+    seen = Deliveries(lambda order: len(order) == 2 * CHUNK_FRAMES)
+    recorder, loop = seen.recorder, asyncio.get_running_loop()
     scheduler = EncodeScheduler(EncoderPool(300_000), workers=1)
     # "late" is due soon (early enough to be started at once); "urgent" now, submitted afterwards: it is
     # served first.
@@ -118,25 +127,15 @@ async def test_scheduler_serves_the_most_urgent_frame_first() -> None:
     with scheduler._cv:  # queue both before a worker can pick one
         scheduler.submit(late)
         scheduler.submit(urgent)
-    await asyncio.wait_for(done.wait(), 30)
-    assert order[:CHUNK_FRAMES] == [("urgent", i) for i in range(CHUNK_FRAMES)]
+    await asyncio.wait_for(seen.done.wait(), 30)
+    assert seen.order[:CHUNK_FRAMES] == [("urgent", i) for i in range(CHUNK_FRAMES)]
 
 
 async def test_a_job_announced_long_ahead_waits_until_its_lead_time() -> None:
     """A chunk announced a minute ahead is not started while a command could still change it; an urgent
     job submitted after it runs to the end meanwhile (the barrier: nothing of the early job by then)."""
-    order: list[tuple[str, int]] = []
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def recorder(name: str) -> object:
-        def deliver(index: int, data: bytes | None, error: str | None) -> None:
-            order.append((name, index))
-            if name == "urgent" and index == CHUNK_FRAMES - 1:
-                loop.call_soon_threadsafe(done.set)
-
-        return deliver
-
+    seen = Deliveries(lambda order: order[-1] == ("urgent", CHUNK_FRAMES - 1))
+    recorder, loop = seen.recorder, asyncio.get_running_loop()
     scheduler = EncodeScheduler(EncoderPool(300_000), workers=1)
     ahead = EncodeJob(
         plan(chunk=1), (160, 96), "video/VP8", recorder("ahead"), t0=loop.time() + 60, interval=1
@@ -144,8 +143,8 @@ async def test_a_job_announced_long_ahead_waits_until_its_lead_time() -> None:
     urgent = EncodeJob(plan(chunk=2), (160, 96), "video/VP8", recorder("urgent"), t0=0.0, interval=1e-6)
     scheduler.submit(ahead)
     scheduler.submit(urgent)
-    await asyncio.wait_for(done.wait(), 30)
-    assert order == [("urgent", i) for i in range(CHUNK_FRAMES)]
+    await asyncio.wait_for(seen.done.wait(), 30)
+    assert seen.order == [("urgent", i) for i in range(CHUNK_FRAMES)]
     assert 0 < scheduler._lead() < 1.0  # one queued chunk at the measured speed, plus the margin
 
 
