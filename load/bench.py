@@ -693,11 +693,13 @@ def _server_tree(tree: str) -> Iterator[None]:
     if not tree:
         yield
         return
-    saved = os.environ.get("PYTHONPATH")
+    saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
     os.environ["PYTHONPATH"] = str(Path(tree).resolve())
+    os.chdir(tree)  # `python -m mock_server` puts the working directory first on sys.path
     try:
         yield
     finally:
+        os.chdir(cwd)
         if saved is None:
             del os.environ["PYTHONPATH"]
         else:
