@@ -1,10 +1,12 @@
-"""Encoder worker threads that serve the most urgent frame first (earliest deadline first).
+"""Encoder threads that serve the most urgent frame first (earliest deadline first).
 
 Each job encodes the frames of one chunk, in order, with one encoder context. A frame of a job is due at
-``t0 + (index - start) * interval``; a worker keeps encoding its current job ahead of time (so its encoder
-context is soon free again) until another queued job has a frame due within ``URGENT_FRAMES`` intervals,
-then switches to that one. Rendering (numpy), scaling (swscale) and encoding (libvpx/libx264) release the
-GIL, so the workers spread over the cores while the event loop keeps sending.
+``t0 + (index - start) * interval``. A queued job starts at its lead time (`EncodeScheduler._lead`: twice
+the queued work at the measured speed, plus a margin, before its first frame is due), so a chunk announced
+ahead is not encoded while a command may still change it. A thread keeps encoding its current job ahead of
+time (so its encoder context is soon free again) until another queued job has a frame due within
+``URGENT_FRAMES`` intervals, then switches to that one. The server runs one such thread in each encoder
+worker process (``encode_workers.py``); ``EncodedChunkCache(encoders="threads")`` runs them in-process.
 """
 
 from __future__ import annotations
