@@ -35,7 +35,7 @@ VP8_OPTIONS = {
     "overshoot-pct": "15",
 }
 H264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "forced-idr": "1"}
-IDLE_ENCODERS_PER_SHAPE = 2  # encoder contexts kept for reuse per (codec, size) and worker; more are freed
+IDLE_ENCODERS_PER_SHAPE = 1  # encoder contexts kept for reuse per (codec, size) and worker; more are freed
 
 
 def open_encoder(
