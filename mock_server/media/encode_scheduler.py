@@ -30,6 +30,7 @@ URGENT_FRAMES = 2.0
 LEAD_MARGIN = 0.2  # seconds: a job starts at least this long before its first frame is due
 LEAD_FACTOR = 2.0  # and early enough for twice the queued work at the measured speed
 Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); thread-safe
+DeliverMany = Callable[[list[tuple[int, "bytes | None", "str | None"]]], None]  # several at once
 
 
 @dataclass(eq=False)
@@ -44,7 +45,7 @@ class EncodeJob:
     interval: float
     start: int = 0
     wanted: Callable[[], bool] = lambda: True  # False: nobody will send the rest; stop early
-    deliver_many: Callable[[list[tuple[int, bytes | None, str | None]]], None] | None = None  # batches
+    deliver_many: DeliverMany | None = None  # several packets with one call (else `deliver` for each)
     next: int = field(init=False)
     frames: NativeFrames | None = field(default=None, init=False)
     encoder: ReusedEncoder | None = field(default=None, init=False)
@@ -59,6 +60,13 @@ class EncodeJob:
     @property
     def done(self) -> bool:
         return self.next >= CHUNK_FRAMES
+
+    def deliver_batch(self, items: list[tuple[int, bytes | None, str | None]]) -> None:
+        if self.deliver_many is not None:
+            self.deliver_many(items)
+        else:
+            for item in items:
+                self.deliver(*item)
 
 
 class EncodeScheduler:

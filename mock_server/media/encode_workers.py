@@ -4,14 +4,14 @@ Encoder threads in the server process made the event loop wait: rendering small 
 (numpy call overhead, which holds the GIL), and every time the loop released the GIL for a socket call it
 waited up to the interpreter's switch interval to get it back (py-spy: the loop stalled in ``sendto``).
 Here each worker process runs its own :class:`EncodeScheduler` (one thread, deadline-ordered jobs, reused
-encoder contexts); the server sends it a job per chunk over a pipe and a reader thread hands each packet to
-the event loop as it arrives. A job goes to the worker with the fewest frames still to encode.
+encoder contexts); the server sends it a job per chunk over a socket pair and a reader thread hands the
+packets to the event loop as they arrive. A job goes to the worker with the fewest frames still to encode.
 
 Messages, server → worker: ``("job", id, plan, image_key, native, mime, t0, interval, start)``,
-``("cancel", id)`` and ``("stop",)``; worker → server: ``(id, index, packet | None, error | None,
-encode_seconds)``.
-A reference image crosses the pipe once per worker: both sides keep the same LRU of image keys, updated in
-the same message order, and a job whose image the worker holds carries ``None`` in its place.
+``("cancel", id)`` and ``("stop",)``; worker → server: a list of ``(id, index, packet | None, error |
+None, encode_seconds)`` (batched, see :class:`_Outbox`).
+A reference image crosses the socket once per worker: both sides keep the same LRU of image keys, updated
+in the same message order, and a job whose image the worker holds carries ``None`` in its place.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from mock_server.constants import CHUNK_FRAMES
-from mock_server.media.encode_scheduler import URGENT_FRAMES, EncodeJob, EncodeScheduler
+from mock_server.media.encode_scheduler import URGENT_FRAMES, Deliver, EncodeJob, EncodeScheduler
 from mock_server.media.encoder import EncoderPool
 from mock_server.model.plan import ReferenceImage
 
@@ -47,8 +46,6 @@ WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "
 SEND_AHEAD_FRAMES = 3  # a packet due within this many frame intervals is sent at once, not batched
 BATCH_PACKETS = 16  # packets sent together at most
 IMAGES_PER_WORKER = 32  # reference images a worker keeps (and the server remembers it keeps)
-Deliver = Callable[[int, "bytes | None", "str | None"], None]  # (index, packet, error); from a reader thread
-DeliverMany = Callable[[list[tuple[int, "bytes | None", "str | None"]]], None]  # several at once
 
 
 def _remember(images: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
@@ -151,24 +148,6 @@ def _by_job(batch: list[tuple[int, int, bytes | None, str | None, float]]) -> di
     return grouped
 
 
-@dataclass(eq=False)
-class _Pending:
-    """A job a worker holds: where its packets go and how far it got (for `behind`)."""
-
-    deliver_many: DeliverMany
-    t0: float
-    interval: float
-    start: int
-    next: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.next = self.start
-
-    @property
-    def due(self) -> float:
-        return self.t0 + (self.next - self.start) * self.interval
-
-
 def _launch(bitrate: int) -> tuple[Connection, subprocess.Popen[bytes]]:
     """Start a worker as a fresh interpreter running only this module (a multiprocessing child would
     first import the server's ``__main__``, e.g. the ``helios-mock`` script and with it the whole web
@@ -189,7 +168,7 @@ class _Worker:
 
     def __init__(self, bitrate: int, on_encoded: list[Callable[[float], None]]) -> None:
         self.conn, self.process = _launch(bitrate)
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, EncodeJob] = {}  # jobs this worker holds; `next` follows its packets
         self.images: OrderedDict[bytes, None] = OrderedDict()
         self._on_encoded = on_encoded
         self._lock = threading.Lock()
@@ -219,7 +198,7 @@ class _Worker:
                     self._take_packets(job_id, pending, items)
         self._fail_all()
 
-    def _take_packets(self, job_id: int, pending: _Pending, items: list[Packet]) -> None:
+    def _take_packets(self, job_id: int, pending: EncodeJob, items: list[Packet]) -> None:
         for index, data, error, seconds in items:
             pending.next = index + 1
             if data is not None:
@@ -227,7 +206,7 @@ class _Worker:
                 self._on_encoded[0](seconds)
             if index == CHUNK_FRAMES - 1 or error is not None:
                 self.pending.pop(job_id, None)
-        pending.deliver_many([(index, data, error) for index, data, error, _ in items])
+        pending.deliver_batch([(index, data, error) for index, data, error, _ in items])
 
     def _fail_all(self) -> None:
         """The worker is gone: every sender waiting on it gets an error instead of waiting forever."""
@@ -237,7 +216,7 @@ class _Worker:
         for job_id in list(self.pending):
             pending = self.pending.pop(job_id)
             error = "the encoder worker process exited"
-            pending.deliver_many([(index, None, error) for index in range(pending.next, CHUNK_FRAMES)])
+            pending.deliver_batch([(index, None, error) for index in range(pending.next, CHUNK_FRAMES)])
 
     def stop(self) -> None:
         """Ask the worker to exit (closing our end is not enough: the reader thread still holds it)."""
@@ -262,14 +241,6 @@ def _close_all(workers: list[_Worker]) -> None:
     deadline = time.monotonic() + 2.0
     for worker in workers:
         worker.close(deadline)
-
-
-def _one_by_one(deliver: Deliver) -> DeliverMany:
-    def deliver_many(items: list[tuple[int, bytes | None, str | None]]) -> None:
-        for item in items:
-            deliver(*item)
-
-    return deliver_many
 
 
 class ProcessEncoders:
@@ -313,9 +284,7 @@ class ProcessEncoders:
             self.start()
         worker = min(self._workers, key=lambda w: w.load)
         job_id = next(self._ids)
-        worker.pending[job_id] = _Pending(
-            job.deliver_many or _one_by_one(job.deliver), job.t0, job.interval, job.start
-        )
+        worker.pending[job_id] = job
         plan = job.plan
         if image_key:
             if image_key in worker.images:

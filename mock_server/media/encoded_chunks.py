@@ -108,14 +108,12 @@ class EncodedChunk:
         return data
 
     def deliver_threadsafe(self, index: int, data: bytes | None, error: str | None) -> None:
-        """Called by a worker thread; nothing to do once the event loop is gone (server shutting down)."""
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, index, data, error)
-        except RuntimeError:  # the loop is closed
-            pass
+        """One packet, from an encoder thread."""
+        self.deliver_many_threadsafe([(index, data, error)])
 
     def deliver_many_threadsafe(self, items: list[tuple[int, bytes | None, str | None]]) -> None:
-        """Several packets at once (one wake-up of the event loop), from a reader thread."""
+        """Several packets at once (one wake-up of the event loop), from an encoder or reader thread; nothing
+        to do once the event loop is gone (server shutting down)."""
         try:
             self._loop.call_soon_threadsafe(self._deliver_many, items)
         except RuntimeError:  # the loop is closed
@@ -156,7 +154,6 @@ class EncodedChunkCache:
         `on_encoded(seconds)`: called (from a worker or reader thread) with each frame's encode time."""
         self.native_size = native_size
         self.frame_interval = frame_interval
-        self._on_encoded = on_encoded
         self.max_bytes = max_bytes
         self.keep_seconds = keep_seconds
         self.scheduler: EncodeScheduler | ProcessEncoders

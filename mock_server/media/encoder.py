@@ -117,6 +117,9 @@ def _yuv(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _RGB_TO_YUV.T + _YUV_OFFSET
 
 
+_MARKER_YUV = np.round(_yuv(MARKER_COLOUR)).astype(np.uint8)
+
+
 def _halve(a: np.ndarray) -> np.ndarray:
     """Average 2x2 blocks of the first two axes (odd sizes padded by repeating the edge)."""
     h, w = a.shape[:2]
@@ -177,16 +180,13 @@ class NativeFrames:
             self._planes = None
             return
         backdrop = self.convert(r.backdrop).to_ndarray()  # (H * 3 / 2, W): Y, then U, then V
-        self._backdrop = (
-            backdrop[:height],
-            backdrop[height:].reshape(2, height // 2, width // 2)[0],
-            backdrop[height:].reshape(2, height // 2, width // 2)[1],
-        )
+        u, v = backdrop[height:].reshape(2, height // 2, width // 2)
+        self._backdrop = (backdrop[:height], u, v)
         self._frame = av.VideoFrame(width, height, "yuv420p")  # drawn into in place, frame after frame
         self._planes = tuple(_plane_array(plane) for plane in self._frame.planes)
         self._drawn: list[tuple[int, int, int, int, int]] | None = None  # regions drawn over the backdrop
         self._disc = _disc_sprite(plan.seed, tuple(native_size), self.f)
-        self._marker = np.round(_yuv(MARKER_COLOUR)).astype(np.uint8)
+        self._band_rows, self._band_widths = r.cell_rows * self.f, r.cell_widths * self.f
 
     def frame(self, index: int) -> av.VideoFrame:
         """Frame `index`; the same VideoFrame object each call (encode it before asking for the next)."""
@@ -196,11 +196,9 @@ class NativeFrames:
         y_plane, u_plane, v_plane = self._planes
         self._draw_disc(y_plane, (u_plane, v_plane), index)
         self._draw_marker(y_plane, (u_plane, v_plane), index)
-        r = self._renderer
-        rows, widths = r.cell_rows * self.f, r.cell_widths * self.f
-        cells = _BAND_LUMA[r.cells(index)]
+        rows, cells = self._band_rows, _BAND_LUMA[self._renderer.cells(index)]
         for row in range(cells.shape[0]):  # the band's rows are drawn whole every frame
-            y_plane[rows[row] : rows[row + 1]] = np.repeat(cells[row], widths)
+            y_plane[rows[row] : rows[row + 1]] = np.repeat(cells[row], self._band_widths)
         return self._frame
 
     def _restore_backdrop(self) -> None:
@@ -235,10 +233,10 @@ class NativeFrames:
     def _draw_marker(self, y_plane: np.ndarray, chroma: tuple[np.ndarray, np.ndarray], index: int) -> None:
         m0, m1 = (c * self.f for c in self._renderer.marker_span(index))
         t0, t1 = (t * self.f for t in self._renderer.track)
-        y_plane[t0:t1, m0:m1] = self._marker[0]
+        y_plane[t0:t1, m0:m1] = _MARKER_YUV[0]
         self._note(0, t0, t1, m0, m1)
         c0, c1, r0, r1 = m0 // 2, (m1 + 1) // 2, t0 // 2, (t1 + 1) // 2
-        for p, (plane, value) in enumerate(zip(chroma, self._marker[1:], strict=True)):
+        for p, (plane, value) in enumerate(zip(chroma, _MARKER_YUV[1:], strict=True)):
             plane[r0:r1, c0:c1] = value
             self._note(p + 1, r0, r1, c0, c1)
 

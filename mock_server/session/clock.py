@@ -20,8 +20,8 @@ from mock_server.model.plan import ChunkPlan
 
 log = logging.getLogger("helios_mock.session")
 
-PREDICT_FROM_FRAME = 4  # from this frame of a chunk on, the next chunk's plan is announced (and re-announced
-# when a command changes it), so its frames are encoded ahead of time, one chunk after another
+PREDICT_FROM_FRAME = 4  # at this frame of a chunk the next chunk's plan is announced (and again after each
+# command), so its frames are encoded ahead of time, one chunk after another
 PLAN_HISTORY = 256  # plans of the latest chunks kept per session (the inspector renders their frames)
 
 
@@ -51,6 +51,7 @@ class ChunkClock:
         self._wake_event = asyncio.Event()
         self._stopped = False
         self._on_chunk_begin = on_chunk_begin
+        self._commands_since = False  # a command arrived since the next chunk was last announced
         self._stall_for = 0.0  # seconds of stall still to serve before the next frame
         self._slow_chunks = 0  # chunks still to pace slower
         self._slow_factor = 1.0
@@ -69,6 +70,7 @@ class ChunkClock:
 
     def wake(self) -> None:
         """Something changed (a client became live, a command arrived): look again."""
+        self._commands_since = True  # the next chunk's plan may have changed: announce it again
         self._wake_event.set()
 
     def stop(self) -> None:
@@ -104,7 +106,9 @@ class ChunkClock:
                 next_t = await self._serve_stall(next_t)
             self._feed.publish(FrameRef(plan, frame_index, _cached(renderer, frame_index)))
             next_t += self._frame_interval()
-            if frame_index >= PREDICT_FROM_FRAME:
+            if frame_index == PREDICT_FROM_FRAME or (
+                frame_index > PREDICT_FROM_FRAME and self._commands_since
+            ):
                 self._announce_next(next_t + (CHUNK_FRAMES - 1 - frame_index) * self._frame_interval())
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             if not self._helios.chunk_in_progress:  # reset dropped the chunk
@@ -124,6 +128,7 @@ class ChunkClock:
 
     def _announce_next(self, loop_due: float) -> None:
         """Tell the tracks what the next chunk will show (as of now) and when, so they can encode it ahead."""
+        self._commands_since = False
         upcoming = self._helios.predict_next_plan()
         if upcoming != self._feed.upcoming:
             loop = asyncio.get_running_loop()

@@ -124,12 +124,7 @@ class SessionRecord:
 
     def truncation(self) -> dict[str, int]:
         """What the byte budget cost: items dropped (oldest first) and bodies elided."""
-        return {
-            "dropped_entries": self.dropped_entries,
-            "dropped_rejections": self.dropped_rejections,
-            "elided_bodies": self.elided_bodies,
-            "max_bytes": self.max_bytes,
-        }
+        return _truncation(self)
 
     def _keep(self, item: Entry | Rejection, size: int) -> None:
         """Account for a new item; drop the oldest items while over the byte budget or the entry count."""
@@ -237,12 +232,7 @@ class ClosedRecord:
         return self._frozen_bytes + self._late_bytes
 
     def truncation(self) -> dict[str, int]:
-        return {
-            "dropped_entries": self.dropped_entries,
-            "dropped_rejections": self.dropped_rejections,
-            "elided_bodies": self.elided_bodies,
-            "max_bytes": self.max_bytes,
-        }
+        return _truncation(self)
 
     def to_json(self) -> dict[str, Any]:
         items = self._items()
@@ -253,3 +243,12 @@ class ClosedRecord:
             "rejections": items["rejections"],
             "truncated": self.truncation(),
         }
+
+
+def _truncation(record: SessionRecord | ClosedRecord) -> dict[str, int]:
+    return {
+        "dropped_entries": record.dropped_entries,
+        "dropped_rejections": record.dropped_rejections,
+        "elided_bodies": record.elided_bodies,
+        "max_bytes": record.max_bytes,
+    }

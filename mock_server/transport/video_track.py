@@ -142,19 +142,11 @@ class EncodedVideoTrack(_GatedTrack):
         ahead = (
             None if upcoming is None else self._cache.chunk(upcoming, self.mime_type, self._feed.upcoming_at)
         )
-        if ahead is not None:
-            ahead.acquire()
-        if self._ahead is not None:
-            self._ahead.release()  # a prediction overtaken by a command: its encoding stops
-        self._ahead = ahead
+        self._ahead = _hold(ahead, self._ahead)  # a prediction overtaken by a command: its encoding stops
 
     def _use(self, chunk: EncodedChunk | None) -> None:
         """Send from `chunk` now; the chunk left is released (its encoding stops if nobody else reads it)."""
-        if chunk is not None:
-            chunk.acquire()  # before the release: the same chunk again must not be cancelled in between
-        if self._chunk is not None:
-            self._chunk.release()
-        self._chunk = chunk
+        self._chunk = _hold(chunk, self._chunk)
 
     def stop(self) -> None:
         self._use(None)
@@ -162,9 +154,7 @@ class EncodedVideoTrack(_GatedTrack):
         super().stop()
 
     def _forget_ahead(self) -> None:
-        if self._ahead is not None:
-            self._ahead.release()
-        self._ahead, self._ahead_plan = None, None
+        self._ahead, self._ahead_plan = _hold(None, self._ahead), None
 
     def set_paused(self, paused: bool) -> None:
         super().set_paused(paused)
@@ -209,6 +199,16 @@ class EncodedVideoTrack(_GatedTrack):
                 break
             seq = self._feed.seq
             await self._feed.wait_beyond(seq)
+
+
+def _hold(chunk: EncodedChunk | None, held: EncodedChunk | None) -> EncodedChunk | None:
+    """Hold `chunk` instead of `held` (acquired before the release: the same chunk again must not be
+    cancelled in between); returns `chunk`."""
+    if chunk is not None:
+        chunk.acquire()
+    if held is not None:
+        held.release()
+    return chunk
 
 
 class PacketLoss:
